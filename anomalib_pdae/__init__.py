@@ -1,0 +1,26 @@
+"""PDAE, REB/LDKNN and ULSAD anomaly detection models for anomalib.
+
+Importing this package is cheap: the models (and torch) load on first attribute access.
+
+Example:
+    >>> from anomalib_pdae import Ldknn
+    >>> model = Ldknn(backbone="resnet18", pre_trained=False)
+"""
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_MODELS = {
+    "Ldknn": "anomalib_pdae.models.ldknn",
+}
+
+__all__ = ["Ldknn", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODELS:
+        return getattr(import_module(_MODELS[name]), name)
+    msg = f"module 'anomalib_pdae' has no attribute {name!r}"
+    raise AttributeError(msg)
