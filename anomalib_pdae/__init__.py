@@ -14,9 +14,10 @@ __version__ = "0.1.0"
 
 _MODELS = {
     "Ldknn": "anomalib_pdae.models.ldknn",
+    "Pdae": "anomalib_pdae.models.pdae",
 }
 
-__all__ = ["Ldknn", "__version__"]
+__all__ = ["Ldknn", "Pdae", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
