@@ -1,5 +1,16 @@
 """Pieces shared by several models: backbones, patch embedding, neighbour search, coreset."""
 
 from .backbone import Backbone
+from .coreset import greedy_coreset
+from .embedding import PatchEmbedding, neighbourhood_pool
+from .search import faiss_knn, nearest_neighbours, squared_distances
 
-__all__ = ["Backbone"]
+__all__ = [
+    "Backbone",
+    "PatchEmbedding",
+    "faiss_knn",
+    "greedy_coreset",
+    "nearest_neighbours",
+    "neighbourhood_pool",
+    "squared_distances",
+]

@@ -1,0 +1,88 @@
+"""Nearest-neighbour search: export-safe torch inside ``forward``, faiss at fit time."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+# Bank rows compared at once inside forward: bounds the (queries × rows) distance block.
+BANK_CHUNK = 16384
+
+
+def squared_distances(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """Squared L2 distances ``(N, M)`` by one matmul (exports to ONNX, unlike ``torch.cdist``)."""
+    products = queries @ bank.T
+    return (queries.pow(2).sum(1, keepdim=True) - 2 * products + bank.pow(2).sum(1)).clamp_min(0)
+
+
+def nearest_neighbours(
+    queries: torch.Tensor, bank: torch.Tensor, k: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest bank rows of every query: squared distances and indices, ascending.
+
+    The bank is walked in chunks of :data:`BANK_CHUNK` rows; the loop's trip count depends on
+    the bank size only, never on the batch, so exported models keep a dynamic batch.
+
+    Example:
+        >>> bank = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+        >>> nearest_neighbours(torch.tensor([[3.0, 3.0]]), bank, k=1)
+        (tensor([[1.]]), tensor([[1]]))
+    """
+    best_distances, best_indices = None, None
+    for start in range(0, bank.shape[0], BANK_CHUNK):
+        distances = squared_distances(queries, bank[start : start + BANK_CHUNK])
+        chunk_k = min(k, distances.shape[1])
+        distances, indices = distances.topk(chunk_k, dim=1, largest=False)
+        indices = indices + start
+        if best_distances is not None:
+            distances = torch.cat([best_distances, distances], dim=1)
+            indices = torch.cat([best_indices, indices], dim=1)
+            chunk_k = min(k, distances.shape[1])
+            distances, order = distances.topk(chunk_k, dim=1, largest=False)
+            indices = indices.gather(1, order)
+        best_distances, best_indices = distances, indices
+    return best_distances, best_indices
+
+
+def faiss_knn(
+    queries: np.ndarray | torch.Tensor,
+    bank: np.ndarray | torch.Tensor,
+    k: int,
+    exclude_self: bool = False,
+    chunk: int = 8192,
+    progress: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours by faiss ``IndexFlatL2`` (squared distances), for fitting.
+
+    With ``exclude_self`` the queries are bank points: one extra neighbour is searched and each
+    query's own entry (the first neighbour when its distance is 0, else the last one) is
+    dropped, as the REB reference does for local densities. ``progress`` names a progress bar
+    over query chunks.
+
+    Example:
+        >>> bank = np.array([[0.0], [1.0], [3.0]], dtype=np.float32)
+        >>> faiss_knn(bank, bank, k=1, exclude_self=True)[0].ravel().tolist()
+        [1.0, 1.0, 4.0]
+    """
+    queries, bank = _as_float32(queries), _as_float32(bank)
+    index = faiss.IndexFlatL2(bank.shape[1])
+    index.add(bank)
+    starts = range(0, len(queries), chunk)
+    results = [
+        index.search(queries[start : start + chunk], k + 1 if exclude_self else k)
+        for start in tqdm(starts, desc=progress, disable=progress is None, leave=False)
+    ]
+    distances = np.concatenate([r[0] for r in results]).clip(min=0)
+    indices = np.concatenate([r[1] for r in results])
+    if not exclude_self:
+        return distances, indices
+    keep = np.where(distances[:, :1] <= 0, np.arange(1, k + 1), np.arange(k))
+    return np.take_along_axis(distances, keep, 1), np.take_along_axis(indices, keep, 1)
+
+
+def _as_float32(array: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    return np.ascontiguousarray(array, dtype=np.float32)

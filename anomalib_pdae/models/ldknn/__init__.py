@@ -1,0 +1,6 @@
+"""LDKNN: nearest-neighbour anomaly scores corrected by the memory bank's local density."""
+
+from .lightning_model import Ldknn
+from .torch_model import LdknnModel
+
+__all__ = ["Ldknn", "LdknnModel"]

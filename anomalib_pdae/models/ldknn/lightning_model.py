@@ -1,0 +1,142 @@
+"""LDKNN (REB's local-density nearest neighbours) as an anomalib model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule, MemoryBankMixin
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import nn
+from torchvision.transforms.v2 import Resize
+
+from .torch_model import LdknnModel
+
+logger = logging.getLogger(__name__)
+
+
+class Ldknn(MemoryBankMixin, AnomalibModule):
+    """Local-density KNN (REB, Lyu et al.): 1-NN patch distance minus gamma × the local density.
+
+    Training collects patch embeddings of normal images; when the epoch ends the memory bank
+    (optionally a greedy coreset) and each memory point's local density are computed. Defaults
+    are REB's: ResNet-18 ``layer2`` + ``layer3``, K = 5, gamma = 1, subtract form, block-max image
+    score, whole bank, D = 512, 256×256 input. The backbone normalises its own input, so the
+    pre-processor only resizes.
+
+    Args:
+        backbone: timm architecture.
+        layers: two (or more) feature layers, shallow first.
+        pre_trained: load timm's pretrained weights (needs the model hub).
+        weights: local weights file for air-gapped machines (overrides ``pre_trained``).
+        k: neighbourhood size K of the local density (and of the KNN variants).
+        ld_coefficient: gamma, the weight of the local density.
+        density_mode: ``"subtract"`` (the code: d − gamma·ld) or ``"ratio"`` (d / ld^gamma).
+        image_score: ``"block_max"`` (max of 3×3 block means, the code) or ``"max"`` (the paper).
+        scorer: ``"ldknn"`` or a Table 6 variant: ``"knn"``, ``"kth_nn"``, ``"lof"``, ``"ldof"``.
+        distance: ``"squared"`` L2 (REB code) or ``"euclidean"`` (PatchCore).
+        coreset_ratio: fraction of patches kept by the greedy coreset (1 keeps all).
+        embedding_dim: D of the reference aggregation.
+        aggregation: ``"reference"`` (PatchCore reference code) or ``"anomalib"`` (anomalib's).
+
+    Example:
+        >>> from anomalib.data import MVTecAD
+        >>> from anomalib.engine import Engine
+        >>> model = Ldknn(backbone="resnet18", layers=["layer2", "layer3"], k=5)
+        >>> engine = Engine()
+        >>> engine.fit(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+        >>> engine.test(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        layers: Sequence[str] = ("layer2", "layer3"),
+        pre_trained: bool = True,
+        weights: str | Path | None = None,
+        k: int = 5,
+        ld_coefficient: float = 1.0,
+        density_mode: str = "subtract",
+        image_score: str = "block_max",
+        scorer: str = "ldknn",
+        distance: str = "squared",
+        coreset_ratio: float = 1.0,
+        embedding_dim: int = 512,
+        aggregation: str = "reference",
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        self.model = LdknnModel(
+            backbone=backbone,
+            layers=layers,
+            pre_trained=pre_trained,
+            weights=weights,
+            k=k,
+            ld_coefficient=ld_coefficient,
+            density_mode=density_mode,
+            image_score=image_score,
+            scorer=scorer,
+            distance=distance,
+            coreset_ratio=coreset_ratio,
+            embedding_dim=embedding_dim,
+            aggregation=aggregation,
+        )
+        self.embeddings: list[torch.Tensor] = []
+
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Resize to ``image_size`` (default 256×256, REB's; no centre crop). No normalisation here."""
+        return PreProcessor(transform=Resize(image_size or (256, 256), antialias=True))
+
+    @staticmethod
+    def configure_optimizers() -> None:
+        """LDKNN has nothing to optimise."""
+        return
+
+    def training_step(self, batch: Batch, *args, **kwargs) -> torch.Tensor:
+        """Collect the patch embeddings of a batch of normal images."""
+        del args, kwargs
+        self.embeddings.append(self.model(batch.image).cpu())
+        return torch.tensor(0.0, requires_grad=True, device=self.device)
+
+    def fit(self) -> None:
+        """Build the memory bank and its local densities from the collected embeddings."""
+        if not self.embeddings:
+            msg = "Ldknn received no training images: check the datamodule's training split."
+            raise ValueError(msg)
+        embeddings = torch.cat(self.embeddings)
+        self.embeddings.clear()
+        logger.info("Fitting LDKNN on %d patch embeddings.", len(embeddings))
+        self.model.fit(embeddings.to(self.device))
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Score a batch: image scores and anomaly maps."""
+        del args, kwargs
+        predictions = self.model(batch.image)
+        return batch.update(**predictions._asdict())
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """One pass over the training data, no gradient clipping, no sanity validation."""
+        return {"gradient_clip_val": 0, "max_epochs": 1, "num_sanity_val_steps": 0, "devices": 1}
+
+    @property
+    def learning_type(self) -> LearningType:
+        """Trained on normal images only."""
+        return LearningType.ONE_CLASS

@@ -1,0 +1,99 @@
+"""Patch scores of LDKNN and the KNN variants of REB Table 6, on one memory bank.
+
+Each scorer has two halves: ``fit_statistics`` computes per-memory-point tables once at fit
+time (faiss, numpy), and ``score`` turns a query's neighbours into a score inside ``forward``
+(torch only, export-safe). Distances are squared L2 like faiss returns them (the authors' code),
+or plain L2 with ``distance="euclidean"`` (PatchCore's).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from anomalib_pdae.models.components.search import faiss_knn, nearest_neighbours
+
+SCORERS = ("ldknn", "knn", "kth_nn", "lof", "ldof")
+DENSITY_MODES = ("subtract", "ratio")
+DISTANCES = ("squared", "euclidean")
+# Guards the ratio forms against a zero density (duplicated memory points).
+EPSILON = 1e-12
+
+
+def fit_statistics(
+    scorer: str,
+    memory: torch.Tensor,
+    full_bank: torch.Tensor,
+    k: int,
+    distance: str = "squared",
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Per-memory-point tables a scorer needs, keyed by buffer name.
+
+    - ``ldknn``: ``local_density`` = mean distance of each memory point to its K nearest
+      neighbours in the full (pre-coreset) bank, itself excluded — as the REB code does.
+    - ``lof``: ``k_distance`` (distance to the K-th neighbour) and ``lrd`` (local reachability
+      density, Breunig et al. 2000), both within the memory bank.
+    - ``knn``, ``kth_nn``, ``ldof``: nothing.
+    """
+    if scorer == "ldknn":
+        distances = _knn_distances(memory, full_bank, k, distance, "local density" if progress else None)[0]
+        return {"local_density": torch.from_numpy(distances.mean(1))}
+    if scorer == "lof":
+        distances, indices = _knn_distances(
+            memory, memory, k, distance, "LOF densities" if progress else None
+        )
+        k_distance = distances[:, -1]
+        reach = np.maximum(k_distance[indices], distances)
+        lrd = 1.0 / (reach.mean(1) + EPSILON)
+        return {"k_distance": torch.from_numpy(k_distance), "lrd": torch.from_numpy(lrd.astype(np.float32))}
+    return {}
+
+
+def score(
+    scorer: str,
+    queries: torch.Tensor,
+    memory: torch.Tensor,
+    statistics: dict[str, torch.Tensor],
+    k: int,
+    ld_coefficient: float = 1.0,
+    density_mode: str = "subtract",
+    distance: str = "squared",
+) -> torch.Tensor:
+    """Score of every query row ``(N,)``; higher is more anomalous."""
+    if scorer == "ldknn":
+        nearest, index = nearest_neighbours(queries, memory, k=1)
+        nearest, index = _metric(nearest[:, 0], distance), index[:, 0]
+        density = statistics["local_density"][index]
+        if density_mode == "subtract":
+            return nearest - ld_coefficient * density
+        return nearest / (density + EPSILON).pow(ld_coefficient)
+    distances, indices = nearest_neighbours(queries, memory, k=k)
+    distances = _metric(distances, distance)
+    if scorer == "knn":
+        return distances.mean(1)
+    if scorer == "kth_nn":
+        return distances[:, -1]
+    if scorer == "lof":
+        reach = torch.maximum(statistics["k_distance"][indices], distances)
+        own_lrd = 1.0 / (reach.mean(1) + EPSILON)
+        return statistics["lrd"][indices].mean(1) / own_lrd
+    if scorer == "ldof":
+        neighbours = memory[indices]  # (N, K, D)
+        squared = (neighbours.unsqueeze(1) - neighbours.unsqueeze(2)).pow(2).sum(-1)
+        inner = _metric(squared, distance).sum((1, 2)) / (k * (k - 1))
+        return distances.mean(1) / (inner + EPSILON)
+    msg = f"scorer must be one of {SCORERS}, got {scorer!r}."
+    raise ValueError(msg)
+
+
+def _metric(squared: torch.Tensor, distance: str) -> torch.Tensor:
+    return squared.sqrt() if distance == "euclidean" else squared
+
+
+def _knn_distances(
+    queries: torch.Tensor, bank: torch.Tensor, k: int, distance: str, progress: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """K nearest neighbours of bank points in ``bank``, themselves excluded."""
+    distances, indices = faiss_knn(queries, bank, k, exclude_self=True, progress=progress)
+    return (np.sqrt(distances) if distance == "euclidean" else distances), indices

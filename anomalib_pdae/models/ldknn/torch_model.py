@@ -1,0 +1,156 @@
+"""LDKNN as a plain torch module: patch embedding, memory bank, local-density scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from anomalib.data import InferenceBatch
+from anomalib.models.components import DynamicBufferMixin, GaussianBlur2d
+from torch import nn
+
+from anomalib_pdae.models.components import Backbone, PatchEmbedding, greedy_coreset
+
+from . import scorers
+
+IMAGE_SCORES = ("block_max", "max")
+# Buffers filled by ``fit``; every one may change size between checkpoints.
+BANK_BUFFERS = ("memory_bank", "local_density", "k_distance", "lrd")
+
+
+class LdknnModel(DynamicBufferMixin, nn.Module):
+    """Nearest-neighbour patch scoring corrected by the memory bank's local density (REB §3.3).
+
+    In training mode ``forward`` returns patch embeddings ``(B·H·W, D)``; :meth:`fit` turns all
+    of them into the memory bank. In eval mode it returns an ``InferenceBatch``.
+
+    Example:
+        >>> model = LdknnModel(backbone="resnet18", pre_trained=False, k=2)
+        >>> _ = model.train()
+        >>> bank = model(torch.rand(2, 3, 64, 64))
+        >>> model.fit(bank, progress=False)
+        >>> model.eval()(torch.rand(1, 3, 64, 64)).pred_score.shape
+        torch.Size([1])
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        layers: Sequence[str] = ("layer2", "layer3"),
+        pre_trained: bool = True,
+        weights: str | Path | None = None,
+        k: int = 5,
+        ld_coefficient: float = 1.0,
+        density_mode: str = "subtract",
+        image_score: str = "block_max",
+        scorer: str = "ldknn",
+        distance: str = "squared",
+        coreset_ratio: float = 1.0,
+        embedding_dim: int = 512,
+        aggregation: str = "reference",
+        blur_sigma: float = 4.0,
+    ) -> None:
+        super().__init__()
+        _check_choice("scorer", scorer, scorers.SCORERS)
+        _check_choice("density_mode", density_mode, scorers.DENSITY_MODES)
+        _check_choice("image_score", image_score, IMAGE_SCORES)
+        _check_choice("distance", distance, scorers.DISTANCES)
+        if not isinstance(k, int) or k < 1:
+            msg = f"k (neighbourhood size) must be an integer >= 1, got {k!r}."
+            raise ValueError(msg)
+        if scorer == "ldof" and k < 2:
+            msg = "k must be >= 2 for scorer='ldof' (it averages distances among the K neighbours)."
+            raise ValueError(msg)
+        if ld_coefficient < 0:
+            msg = f"ld_coefficient (gamma) must be >= 0, got {ld_coefficient}."
+            raise ValueError(msg)
+        if not 0 < coreset_ratio <= 1:
+            msg = f"coreset_ratio must be in (0, 1] (1 keeps the whole bank), got {coreset_ratio}."
+            raise ValueError(msg)
+        self.k = k
+        self.ld_coefficient = ld_coefficient
+        self.density_mode = density_mode
+        self.image_score = image_score
+        self.scorer = scorer
+        self.distance = distance
+        self.coreset_ratio = coreset_ratio
+        self.feature_extractor = Backbone(backbone, layers, pre_trained=pre_trained, weights=weights)
+        self.embedding = PatchEmbedding(embedding_dim=embedding_dim, aggregation=aggregation)
+        self.blur = GaussianBlur2d(sigma=blur_sigma, channels=1)
+        for name in BANK_BUFFERS:
+            self.register_buffer(name, torch.empty(0))
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings ``(B, D, H, W)`` of ``[0, 1]`` RGB images."""
+        with torch.no_grad():
+            return self.embedding(self.feature_extractor(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | InferenceBatch:
+        """Training: embeddings ``(B·H·W, D)``. Eval: image scores and blurred anomaly maps."""
+        embedding = self.embed(images)
+        batch, dim, height, width = embedding.shape
+        queries = embedding.permute(0, 2, 3, 1).reshape(-1, dim)
+        if self.training:
+            return queries
+        if self.memory_bank.numel() == 0:
+            msg = (
+                "LDKNN is not fitted: its memory bank is empty. Train it on normal images "
+                "(Engine.fit / `anomalib train`) or load a trained checkpoint (--ckpt_path) "
+                "before testing, predicting or exporting."
+            )
+            raise RuntimeError(msg)
+        statistics = {name: getattr(self, name) for name in BANK_BUFFERS[1:]}
+        patch_scores = scorers.score(
+            self.scorer,
+            queries,
+            self.memory_bank,
+            statistics,
+            k=self.k,
+            ld_coefficient=self.ld_coefficient,
+            density_mode=self.density_mode,
+            distance=self.distance,
+        ).reshape(batch, 1, height, width)
+        if self.image_score == "block_max":  # the REB code: largest mean over 3×3 blocks
+            pred_score = F.avg_pool2d(patch_scores, 3).amax(dim=(1, 2, 3))
+        else:
+            pred_score = patch_scores.amax(dim=(1, 2, 3))
+        anomaly_map = F.interpolate(
+            patch_scores, size=images.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return InferenceBatch(pred_score=pred_score, anomaly_map=self.blur(anomaly_map))
+
+    def fit(self, embeddings: torch.Tensor, progress: bool = True) -> None:
+        """Build the memory bank (optionally a coreset) and the scorer's tables from all embeddings."""
+        if embeddings.numel() == 0:
+            msg = "LDKNN got no training embeddings: the training set is empty."
+            raise ValueError(msg)
+        bank_size = (
+            len(embeddings)
+            if self.coreset_ratio == 1
+            else max(1, round(len(embeddings) * self.coreset_ratio))
+        )
+        if self.k >= bank_size:
+            msg = (
+                f"k={self.k} must be smaller than the memory bank ({bank_size} patches after the "
+                f"coreset): use more training images, a larger coreset_ratio or a smaller k."
+            )
+            raise ValueError(msg)
+        memory = embeddings
+        if self.coreset_ratio < 1:
+            memory = embeddings[
+                torch.from_numpy(greedy_coreset(embeddings, self.coreset_ratio, progress=progress))
+            ]
+        tables = scorers.fit_statistics(
+            self.scorer, memory, embeddings, self.k, self.distance, progress=progress
+        )
+        self.memory_bank = memory.contiguous()
+        for name in BANK_BUFFERS[1:]:
+            setattr(self, name, tables.get(name, torch.empty(0)).to(memory.device))
+
+
+def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        msg = f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}."
+        raise ValueError(msg)
