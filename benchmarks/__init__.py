@@ -1,0 +1,1 @@
+"""Reproductions of the published tables, next to the authors' own numbers."""
