@@ -31,9 +31,9 @@ def load_published(table: str | None = None) -> pd.DataFrame:
     Example:
         >>> from benchmarks.published import load_published
         >>> table = load_published("reb_table2")
-        >>> row = table.query("backbone == 'resnet18' and method == 'REB (variable K)'")
-        >>> float(row.query("category == 'mean'").value.iloc[0])
-        99.5
+        >>> rows = table.query("backbone == 'resnet18' and method == 'REB (variable K)'")
+        >>> rows.query("category == 'mean'")[["metric", "value"]].to_numpy().tolist()
+        [['pixel_auroc', 98.0], ['image_auroc', 99.5]]
     """
     names = published_tables()
     if table is None:
