@@ -1,0 +1,181 @@
+"""DefectMaker: six synthetic defect types (3 shapes × 2 fills) plus "normal", as 7 classes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from anomalib_pdae.data.defectmaker.augment import color_jitter, random_transpose
+from anomalib_pdae.data.defectmaker.fills import FILLS, cutpaste_fill, noise_fill
+from anomalib_pdae.data.defectmaker.fusing import fuse, soften_mask
+from anomalib_pdae.data.defectmaker.placement import box_around
+from anomalib_pdae.data.defectmaker.shapes import SHAPES, make_shape
+
+# Class labels of the self-supervised task: 0 is the untouched image, 1-6 the defect types.
+DEFECT_TYPES: tuple[tuple[str, str], ...] = (
+    ("bezier", "cutpaste"),
+    ("bezier_scar", "cutpaste"),
+    ("bezier_clump", "cutpaste"),
+    ("bezier", "noise"),
+    ("bezier_scar", "noise"),
+    ("bezier_clump", "noise"),
+)
+CLASS_NAMES: tuple[str, ...] = ("normal", *(f"{shape}+{fill}" for shape, fill in DEFECT_TYPES))
+NUM_CLASSES = len(CLASS_NAMES)
+
+SOFTEN_KERNEL = {"bezier": 5, "bezier_scar": 3, "bezier_clump": 3}
+BLEND_WEIGHT = {"bezier": (1.0, 1.0), "bezier_scar": (1.0, 1.0), "bezier_clump": (0.5, 1.0)}
+
+
+def defect_label(shape: str, fill: str) -> int:
+    """Class label (1-6) of a shape and fill; see :data:`CLASS_NAMES`."""
+    if (shape, fill) not in DEFECT_TYPES:
+        msg = f"Unknown defect type shape={shape!r}, fill={fill!r}; shapes: {SHAPES}, fills: {FILLS}."
+        raise ValueError(msg)
+    return DEFECT_TYPES.index((shape, fill)) + 1
+
+
+@dataclass
+class Defect:
+    """One synthetic sample: the image, the per-pixel defect weight ``w·m`` and its class label."""
+
+    image: np.ndarray
+    weight: np.ndarray
+    label: int
+
+
+class DefectMaker:
+    """Generates the seven self-supervised variants of a normal image.
+
+    Every random choice comes from the ``numpy.random.Generator`` passed to each call, so the
+    same seed reproduces the same defects exactly.
+
+    Args:
+        jitter: strength of the colour jitter of the base image and of each fill.
+        soften_prob: probability of softening a mask's edge (erode + blur).
+        transpose: apply a random flip/rotation to the base image (and its saliency).
+
+    Example:
+        >>> maker = DefectMaker()
+        >>> image = np.full((64, 64, 3), 128, np.uint8)
+        >>> saliency = np.ones((64, 64), bool)
+        >>> samples = maker.variants(image, saliency, np.random.default_rng(0))
+        >>> [s.label for s in samples]
+        [0, 1, 2, 3, 4, 5, 6]
+    """
+
+    def __init__(self, jitter: float = 0.1, soften_prob: float = 0.5, transpose: bool = True) -> None:
+        if jitter < 0:
+            msg = f"jitter must be >= 0; got {jitter}."
+            raise ValueError(msg)
+        if not 0 <= soften_prob <= 1:
+            msg = f"soften_prob must be in [0, 1]; got {soften_prob}."
+            raise ValueError(msg)
+        self.jitter = jitter
+        self.soften_prob = soften_prob
+        self.transpose = transpose
+
+    def prepare(
+        self,
+        image: np.ndarray,
+        saliency: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Base image for the variants: colour jitter, then one flip/rotation of image and saliency."""
+        image = color_jitter(image, rng, self.jitter)
+        if self.transpose:
+            image, saliency, _ = random_transpose(image, saliency, rng)
+        return image, saliency
+
+    def make(
+        self,
+        image: np.ndarray,
+        saliency: np.ndarray,
+        shape: str,
+        fill: str,
+        rng: np.random.Generator,
+        source: np.ndarray | None = None,
+        source_saliency: np.ndarray | None = None,
+    ) -> Defect:
+        """Fuse one defect of the given shape and fill into ``image`` (``uint8``, ``H×W×C``).
+
+        The defect is centred on a random pixel of ``saliency``; a cut-paste fill is cut around
+        a random salient pixel of ``source`` (another normal image; ``image`` itself if ``None``).
+        """
+        label = defect_label(shape, fill)
+        height, width = image.shape[:2]
+        mask = make_shape(shape, (height, width), rng)[:height, :width]
+        top_left = box_around(saliency, mask.shape, rng)
+        if fill == "cutpaste":
+            if source is None:
+                source, source_saliency = image, saliency
+            if source_saliency is None:
+                source_saliency = np.ones(source.shape[:2], dtype=bool)
+            patch = cutpaste_fill(source, source_saliency, mask.shape, rng)
+        else:
+            grey = bool(np.all(image[..., :1] == image))
+            patch = noise_fill(mask.shape, rng, channels=image.shape[2], grey=grey)
+        patch = color_jitter(patch, rng, self.jitter)
+        alpha = mask
+        if rng.random() < self.soften_prob:
+            soft = soften_mask(mask, SOFTEN_KERNEL[shape])
+            # a shape thinner than the kernel erodes away: keep it hard rather than lose the defect
+            alpha = soft if soft.max() > 0 else mask
+        weight = rng.uniform(*BLEND_WEIGHT[shape])
+        fused = fuse(image, patch, alpha, top_left, weight)
+        full = np.zeros((height, width), dtype=np.float32)
+        full[top_left[0] : top_left[0] + mask.shape[0], top_left[1] : top_left[1] + mask.shape[1]] = (
+            alpha * weight
+        )
+        return Defect(fused, full, label)
+
+    def variants(
+        self,
+        image: np.ndarray,
+        saliency: np.ndarray,
+        rng: np.random.Generator,
+        source: np.ndarray | None = None,
+        source_saliency: np.ndarray | None = None,
+    ) -> list[Defect]:
+        """The untouched ``image`` (label 0) and one defect of each of the six types (labels 1-6)."""
+        normal = Defect(image, np.zeros(image.shape[:2], dtype=np.float32), 0)
+        return [normal] + [
+            self.make(image, saliency, shape, fill, rng, source, source_saliency)
+            for shape, fill in DEFECT_TYPES
+        ]
+
+
+def defect_batch(
+    images: torch.Tensor,
+    saliencies: Sequence[np.ndarray],
+    maker: DefectMaker,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 7 variants of every image of a batch, for the self-supervised classification task.
+
+    Each image is prepared (jitter, flip/rotation) and its cut-paste fills are cut from another
+    prepared image of the same batch (itself when the batch holds one image).
+
+    Args:
+        images: ``(B, C, H, W)`` images in ``[0, 1]``.
+        saliencies: ``B`` boolean ``(H, W)`` saliency maps.
+        maker: the defect maker.
+        rng: source of randomness.
+
+    Returns:
+        ``(7·B, C, H, W)`` images in ``[0, 1]`` (image by image, labels 0-6 each) and the
+        ``(7·B,)`` labels.
+    """
+    arrays = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    bases = [maker.prepare(array, saliency, rng) for array, saliency in zip(arrays, saliencies, strict=True)]
+    samples: list[Defect] = []
+    for index, (image, saliency) in enumerate(bases):
+        others = [j for j in range(len(bases)) if j != index] or [index]
+        source, source_saliency = bases[int(rng.choice(others))]
+        samples += maker.variants(image, saliency, rng, source, source_saliency)
+    stacked = torch.from_numpy(np.stack([sample.image for sample in samples])).permute(0, 3, 1, 2)
+    labels = torch.tensor([sample.label for sample in samples], dtype=torch.long)
+    return stacked.to(images.device, images.dtype) / 255.0, labels.to(images.device)

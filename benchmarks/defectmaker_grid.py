@@ -1,0 +1,77 @@
+"""Draw every DefectMaker defect type on real images, for a person to judge their realism.
+
+Rows come in pairs per base image: the seven self-supervised variants as the network sees them
+(256×256, after the base image's colour jitter and flip/rotation), then the same with the
+defect's outline drawn in red. Columns are the classes 0-6.
+
+    python benchmarks/defectmaker_grid.py [--data ../shared/data/kolektorsdd] [--images 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from anomalib_pdae.data.defectmaker import CLASS_NAMES, DefectMaker, Saliency
+
+REPO = Path(__file__).resolve().parents[1]
+TILE = 256
+HEADER = 18
+
+
+def load(path: Path, size: int) -> np.ndarray:
+    image = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+    return np.asarray(image)
+
+
+def outlined(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    out = image.copy()
+    if weight.any():
+        contours, _ = cv2.findContours(
+            (weight > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+        )
+        cv2.drawContours(out, contours, -1, (255, 0, 0), 1)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "kolektorsdd")
+    parser.add_argument("--images", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "defectmaker_grid.png")
+    args = parser.parse_args()
+
+    paths = sorted((args.data / "train" / "good").glob("*.png"))
+    rng = np.random.default_rng(args.seed)
+    chosen = [paths[i] for i in rng.choice(len(paths), size=args.images + 1, replace=False)]
+    saliency = Saliency("foreground")
+    maker = DefectMaker()
+    source = load(chosen[-1], TILE)
+    source_saliency = saliency(source, chosen[-1])
+    rows = []
+    for path in chosen[:-1]:
+        image = load(path, TILE)
+        mask = saliency(image, path)
+        print(f"{path.name}: salient fraction {mask.mean():.2f}")
+        base, base_mask = maker.prepare(image, mask, rng)
+        samples = maker.variants(base, base_mask, rng, source, source_saliency)
+        rows.append(np.concatenate([s.image for s in samples], axis=1))
+        rows.append(np.concatenate([outlined(s.image, s.weight) for s in samples], axis=1))
+    grid = Image.fromarray(np.concatenate(rows, axis=0))
+    canvas = Image.new("RGB", (grid.width, grid.height + HEADER), "white")
+    canvas.paste(grid, (0, HEADER))
+    draw = ImageDraw.Draw(canvas)
+    for column, name in enumerate(CLASS_NAMES):
+        draw.text((column * TILE + 4, 3), f"{column}: {name}", fill="black")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(args.out, optimize=True)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
