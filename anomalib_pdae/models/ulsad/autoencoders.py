@@ -20,16 +20,22 @@ class LocalFeatureAutoencoder(nn.Module):
     """DFR-style convolutional auto-encoder on the ``(B, D, H, W)`` feature map.
 
     Encoder: 3×3 convolutions D→2D (stride 2), 2D→4D (stride 2), 4D→4D; decoder: transposed
-    convolutions 4D→2D→D (stride 2) and a 5×5 one D→2D. The output's first D channels (L)
-    reconstruct the features, the last D (L') predict the global branch. H and W must be
-    multiples of 4.
+    convolutions 4D→2D→D (stride 2) and a 5×5 one D→2D; batch norm after every layer, ReLU
+    after all but the bottleneck and, unless ``output_relu``, the output. The output's first D
+    channels (L) reconstruct the features, the last D (L') predict the global branch. H and W
+    must be multiples of 4.
+
+    Args:
+        feature_dim: D.
+        output_relu: end with a ReLU as the published code does, although the standardised
+            features it reconstructs are negative about half the time.
 
     Example:
         >>> LocalFeatureAutoencoder(16)(torch.rand(2, 16, 8, 8)).shape
         torch.Size([2, 32, 8, 8])
     """
 
-    def __init__(self, feature_dim: int = 384) -> None:
+    def __init__(self, feature_dim: int = 384, output_relu: bool = False) -> None:
         super().__init__()
         d = feature_dim
         self.encoder = nn.Sequential(
@@ -40,7 +46,7 @@ class LocalFeatureAutoencoder(nn.Module):
         self.decoder = nn.Sequential(
             _block(nn.ConvTranspose2d(4 * d, 2 * d, 4, stride=2, padding=1), 2 * d),
             _block(nn.ConvTranspose2d(2 * d, d, 4, stride=2, padding=1), d),
-            _block(nn.ConvTranspose2d(d, 2 * d, 5, padding=2), 2 * d),
+            _block(nn.ConvTranspose2d(d, 2 * d, 5, padding=2), 2 * d, relu=output_relu),
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,8 @@ class Ulsad(AnomalibModule):
         quantile_low: lower quantile of the map normalisation.
         quantile_high: upper quantile of the map normalisation.
         blur_sigma: Gaussian blur of the maps, in pixels.
+        local_output_relu: end the local auto-encoder with a ReLU, as the published code does
+            (see the README: it cannot reconstruct the negative standardised features).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         holdout_ratio: fraction of the training images held out for the quantiles when the
@@ -81,6 +83,7 @@ class Ulsad(AnomalibModule):
         quantile_low: float = 0.9,
         quantile_high: float = 0.995,
         blur_sigma: float = 4.0,
+        local_output_relu: bool = False,
         lr: float = 2e-4,
         weight_decay: float = 2e-5,
         holdout_ratio: float = 0.1,
@@ -120,6 +123,7 @@ class Ulsad(AnomalibModule):
             quantile_low=quantile_low,
             quantile_high=quantile_high,
             blur_sigma=blur_sigma,
+            local_output_relu=local_output_relu,
         )
         self.lr = lr
         self.weight_decay = weight_decay

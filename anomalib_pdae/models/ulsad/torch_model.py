@@ -46,6 +46,7 @@ class UlsadModel(nn.Module):
         quantile_low: lower quantile of the map normalisation.
         quantile_high: upper quantile of the map normalisation.
         blur_sigma: sigma of the Gaussian blur of both maps, in pixels.
+        local_output_relu: end the local auto-encoder with a ReLU (the published code).
 
     Example:
         >>> model = UlsadModel("resnet18", pre_trained=False, image_size=(64, 64)).eval()
@@ -67,6 +68,7 @@ class UlsadModel(nn.Module):
         quantile_low: float = 0.9,
         quantile_high: float = 0.995,
         blur_sigma: float = 4.0,
+        local_output_relu: bool = False,
     ) -> None:
         super().__init__()
         _check_arguments(feature_dim, image_size, lambda_local, lambda_attention, lambda_global)
@@ -85,7 +87,7 @@ class UlsadModel(nn.Module):
         self.lambda_global = lambda_global
         self.quantile_low = quantile_low
         self.quantile_high = quantile_high
-        self.local_ae = LocalFeatureAutoencoder(feature_dim)
+        self.local_ae = LocalFeatureAutoencoder(feature_dim, output_relu=local_output_relu)
         self.global_ae = GlobalImageAutoencoder(image_size, feature_dim)
         # Quantiles (low, high) of the local and global maps; (0, 0.1) makes the scaling
         # 0.1·(m − low)/(high − low) the identity until calibrate() runs.
