@@ -73,13 +73,14 @@ class MultiBackbone(nn.Module):
         )
         self.map_names = [f"{bb.name}:{layer}" for bb in self.backbones for layer in bb.layers]
         self.channels = sum(sum(bb.channels) for bb in self.backbones)
-        self.blur = (
-            GaussianBlur2d(
+        self.blur: nn.Module = nn.Identity()
+        if blur_sigma > 0:
+            self.blur = GaussianBlur2d(
                 sigma=blur_sigma, channels=self.channels, kernel_size=blur_kernel_size, border_type="constant"
             )
-            if blur_sigma > 0
-            else nn.Identity()
-        )
+            # anomalib keeps the per-channel kernel as an expanded view, which a checkpoint cannot
+            # be loaded into; own a real copy instead.
+            self.blur.kernel = self.blur.kernel.contiguous()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, channels, H, W)`` on the grid of the first map, from RGB images in ``[0, 1]``."""

@@ -145,9 +145,10 @@ class Pdae(AnomalibModule):
         features, reconstruction = self.model(batch.image, augmented)
         mse, cosine = self.loss.terms(features, reconstruction)
         loss = mse + self.loss.beta * cosine
-        self.log("train_loss", loss, on_epoch=True, prog_bar=True, logger=True)
-        self.log("train_mse", mse, on_epoch=True, logger=True)
-        self.log("train_cosine", cosine, on_epoch=True, logger=True)
+        size = len(batch.image)
+        self.log("train_loss", loss, on_epoch=True, prog_bar=True, logger=True, batch_size=size)
+        self.log("train_mse", mse, on_epoch=True, logger=True, batch_size=size)
+        self.log("train_cosine", cosine, on_epoch=True, logger=True, batch_size=size)
         return {"loss": loss}
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:

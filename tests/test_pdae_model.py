@@ -1,0 +1,146 @@
+"""PDAE through anomalib: Engine training, checkpoints, OpenVINO export, registry and configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from anomalib.data import MVTecAD
+from anomalib.engine import Engine
+from lightning.pytorch import Callback, seed_everything
+
+from anomalib_pdae.models.pdae import Pdae
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {
+    "backbones": [("resnet18", ["layer1", "layer2"])],
+    "pre_trained": False,
+    "image_size": (96, 96),
+    "hidden_widths": [32],
+    "embedding_dim": 64,
+    "beta": 10.0,
+}
+
+
+class _EpochLosses(Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.losses.append(float(trainer.callback_metrics["train_loss_epoch"]))
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A small PDAE trained for 5 epochs through the Engine on the generated dataset."""
+    seed_everything(0)
+    datamodule = MVTecAD(
+        root=synthetic_root, category="synthetic", train_batch_size=8, eval_batch_size=16, num_workers=0
+    )
+    model = Pdae(**SMALL, epochs=5, lr_milestones=[4], cutpaste=True, visualizer=False)
+    losses = _EpochLosses()
+    engine = Engine(
+        default_root_dir=tmp_path_factory.mktemp("pdae_run"),
+        logger=False,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        callbacks=[losses],
+    )
+    engine.fit(model, datamodule=datamodule)
+    return engine, model, datamodule, losses.losses
+
+
+def test_training_lowers_the_loss_and_defects_score_higher(trained):
+    engine, model, datamodule, losses = trained
+    assert engine.trainer.current_epoch == 5  # the fixed schedule, from the model's `epochs`
+    assert len(losses) == 5
+    assert losses[-1] < 0.7 * losses[0]
+    predictions = engine.predict(model, dataloaders=datamodule.test_dataloader())
+    scores = torch.cat([batch.pred_score for batch in predictions])
+    labels = torch.cat([batch.gt_label for batch in predictions]).bool()
+    assert labels.sum() == 8
+    assert (~labels).sum() == 8
+    # Every image with a stroke defect scores above the median normal image, and on average higher.
+    assert scores[labels].min() > scores[~labels].median()
+    assert scores[labels].mean() > scores[~labels].mean()
+    results = engine.test(model, datamodule=datamodule, verbose=False)[0]
+    assert results["image_AUROC"] >= 0.9
+
+
+def test_learning_rate_follows_the_multistep_schedule(trained):
+    engine, model, _, _ = trained
+    optimizer = engine.trainer.optimizers[0]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.8)  # one milestone passed
+    assert optimizer.param_groups[0]["weight_decay"] == 1e-5
+    trained_ids = {id(p) for p in optimizer.param_groups[0]["params"]}
+    assert trained_ids == {id(p) for p in model.model.autoencoder.parameters()}
+
+
+def test_checkpoint_round_trip(trained, tmp_path: Path):
+    engine, model, _, _ = trained
+    path = tmp_path / "pdae.ckpt"
+    engine.trainer.save_checkpoint(path)
+    restored = Pdae.load_from_checkpoint(path, visualizer=False)
+    assert restored.hparams["hidden_widths"] == [32]
+    assert restored.pre_processor is not None
+    images = torch.rand(3, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    model.eval()
+    restored.eval()
+    with torch.no_grad():
+        expected, got = model(images), restored(images)
+    torch.testing.assert_close(got.pred_score, expected.pred_score)
+    torch.testing.assert_close(got.anomaly_map, expected.anomaly_map)
+
+
+def test_openvino_export_dynamic_batch_parity(trained, tmp_path: Path):
+    import openvino as ov
+
+    _, model, _, _ = trained
+    model.eval()
+    path = model.to_openvino(export_root=tmp_path, input_size=(96, 96))
+    compiled = ov.Core().compile_model(str(path), "CPU")
+    generator = torch.Generator().manual_seed(1)
+    for batch in (1, 3):
+        images = torch.rand(batch, 3, 96, 96, generator=generator)
+        with torch.no_grad():
+            expected = model(images)
+        outputs = compiled(images.numpy())
+        np.testing.assert_allclose(outputs["pred_score"], expected.pred_score.numpy(), rtol=1e-4)
+        np.testing.assert_allclose(
+            outputs["anomaly_map"],
+            expected.anomaly_map.numpy(),
+            rtol=1e-4,
+            atol=1e-4 * float(expected.anomaly_map.abs().max()),
+        )
+
+
+def test_get_model_finds_pdae_through_the_plugin():
+    from anomalib.models import get_model
+
+    model = get_model("pdae", **SMALL)
+    assert type(model) is Pdae
+    assert model.model.autoencoder.hidden_widths == [32]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("mvtec.yaml", {"score_weight": 0.65, "beta": 100.0, "epochs": 250, "cutpaste": False}),
+        ("loco.yaml", {"score_weight": 0.3, "beta": 10.0, "epochs": 160, "cutpaste": True}),
+    ],
+)
+def test_cli_configs_parse_to_pdae(config, expected):
+    from anomalib.cli import AnomalibCLI
+
+    cli = AnomalibCLI(
+        args=["train", "--config", str(REPO / "configs" / "pdae" / config), "--model.pre_trained", "false"],
+        run=False,
+    )
+    model = cli.model
+    assert type(model) is Pdae
+    assert {key: model.hparams[key] for key in expected} == expected
+    assert [name for name, _ in model.hparams["backbones"]] == ["densenet201", "cait_xxs24_384"]
+    assert model.model.feature_extractor.channels == 960
