@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from anomalib_pdae.models.ulsad import Ulsad, UlsadModel
 from anomalib_pdae.models.ulsad.autoencoders import GlobalImageAutoencoder, LocalFeatureAutoencoder
@@ -222,3 +225,16 @@ def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
     arguments = {"backbone": "resnet18", "pre_trained": False, "feature_dim": 8, "image_size": (SIZE, SIZE)}
     with pytest.raises(ValueError, match=match):
         Ulsad(**(arguments | kwargs))
+
+
+@pytest.mark.parametrize("name", ["mvtec", "loco"])
+def test_configs_state_the_defaults(name: str) -> None:
+    config = yaml.safe_load((Path(__file__).parents[1] / "configs" / "ulsad" / f"{name}.yaml").read_text())
+    assert config["model"]["class_path"] == "Ulsad"
+    defaults = {key: p.default for key, p in inspect.signature(Ulsad).parameters.items()}
+    for key, value in config["model"]["init_args"].items():
+        default = list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key]
+        assert value == default, key
+    assert config["trainer"]["max_epochs"] == 200
+    assert config["data"]["init_args"]["train_batch_size"] == 8
+    assert config["data"]["init_args"]["val_split_mode"] in {"from_train", "from_dir"}  # never the test set
