@@ -15,10 +15,11 @@ __version__ = "0.1.0"
 _MODELS = {
     "Ldknn": "anomalib_pdae.models.ldknn",
     "Pdae": "anomalib_pdae.models.pdae",
+    "Reb": "anomalib_pdae.models.reb",
     "Ulsad": "anomalib_pdae.models.ulsad",
 }
 
-__all__ = ["Ldknn", "Pdae", "Ulsad", "__version__"]
+__all__ = ["Ldknn", "Pdae", "Reb", "Ulsad", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,342 @@
+"""REB (Lyu et al.): DefectMaker self-supervised fine-tuning, then LDKNN, as an anomalib model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import nn
+from torch.optim import SGD
+from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
+from torchvision.transforms.v2 import Resize
+
+from anomalib_pdae.data.defectmaker import SALIENCY_MODES, DefectMaker, Saliency, defect_batch
+
+from .torch_model import RebModel
+
+logger = logging.getLogger(__name__)
+
+SSL_LOSSES = ("bce", "cross_entropy")
+BACKBONE_FILE = Path("weights") / "reb_backbone.safetensors"
+
+
+class Reb(AnomalibModule):
+    """REB: a backbone fine-tuned on DefectMaker's synthetic defects, then LDKNN on top of it.
+
+    Training has two phases inside one ``Engine.fit``:
+
+    1. **Fine-tuning.** Every training batch becomes its 7 DefectMaker variants (normal + six
+       defect types); the backbone → global pool → MLP classifier learns the 7-class task with
+       SGD and cosine warm restarts, one optimiser update per ``images_per_update`` images
+       (gradients accumulated over batches), the backbone frozen for the first
+       ``freeze_updates`` updates. Progress (update, loss, learning rate) is on the progress bar.
+    2. **Memory bank.** After ``num_updates`` updates the fine-tuned backbone is written to
+       ``backbone_path`` (safetensors, timm names: ``Ldknn(weights=...)`` loads it), LDKNN is
+       rebuilt on it, one more pass over the training images fills its memory bank, and training
+       stops; validation, test and export then behave exactly like :class:`Ldknn`.
+
+    The optimiser, scheduler and counters are in Lightning checkpoints, so ``Engine.fit(...,
+    ckpt_path=...)`` resumes fine-tuning where it stopped.
+
+    Args:
+        backbone: timm architecture (REB: ``resnet18`` or ``wide_resnet50_2``).
+        layers: LDKNN feature layers, shallow first.
+        pre_trained: start from timm's pretrained weights (needs the model hub).
+        weights: local ImageNet weights file for air-gapped machines (overrides ``pre_trained``).
+        k: LDKNN neighbourhood size K.
+        ld_coefficient: LDKNN gamma.
+        density_mode: ``"subtract"`` or ``"ratio"`` (see :class:`Ldknn`).
+        image_score: ``"block_max"`` or ``"max"``.
+        scorer: ``"ldknn"`` or a KNN variant (``"knn"`` gives the paper's "DefectMaker" row).
+        distance: ``"squared"`` or ``"euclidean"``.
+        coreset_ratio: fraction of the bank kept by the greedy coreset (1 keeps all).
+        embedding_dim: D of the patch embedding.
+        aggregation: ``"reference"`` or ``"anomalib"``.
+        num_updates: optimiser updates of the fine-tuning (0 skips it: plain LDKNN).
+        images_per_update: synthetic images (7 per training image) per update.
+        freeze_updates: updates during which only the MLP head learns.
+        lr: SGD learning rate.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        restart_period: ``T_0`` of the cosine annealing with warm restarts, in updates.
+        min_lr: ``eta_min`` of the cosine annealing.
+        ssl_loss: ``"bce"`` (per-class sigmoid BCE on one-hot labels, the code) or
+            ``"cross_entropy"`` (the paper's text).
+        saliency: ``"foreground"`` (estimate the object; whole image for textures) or
+            ``"image"`` (whole image) where no user mask exists.
+        saliency_dir: folder of user saliency masks (default ``<category>/saliency``).
+        soften_prob: probability of softening a defect's edge.
+        jitter: colour-jitter strength of base images and fills.
+        seed: seed of the DefectMaker random generator.
+        backbone_path: where to write the fine-tuned backbone (default
+            ``<default_root_dir>/weights/reb_backbone.safetensors``).
+
+    Example:
+        >>> from anomalib.data import MVTecAD
+        >>> from anomalib.engine import Engine
+        >>> model = Reb(backbone="resnet18", num_updates=300)
+        >>> Engine().fit(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        layers: Sequence[str] = ("layer2", "layer3"),
+        pre_trained: bool = True,
+        weights: str | Path | None = None,
+        k: int = 5,
+        ld_coefficient: float = 1.0,
+        density_mode: str = "subtract",
+        image_score: str = "block_max",
+        scorer: str = "ldknn",
+        distance: str = "squared",
+        coreset_ratio: float = 1.0,
+        embedding_dim: int = 512,
+        aggregation: str = "reference",
+        num_updates: int = 300,
+        images_per_update: int = 1000,
+        freeze_updates: int = 40,
+        lr: float = 0.03,
+        momentum: float = 0.9,
+        weight_decay: float = 3e-5,
+        restart_period: int = 330,
+        min_lr: float = 1e-5,
+        ssl_loss: str = "bce",
+        saliency: str = "foreground",
+        saliency_dir: str | Path | None = None,
+        soften_prob: float = 0.5,
+        jitter: float = 0.1,
+        seed: int = 0,
+        backbone_path: str | Path | None = None,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        _check_schedule(
+            num_updates, images_per_update, freeze_updates, lr, momentum, weight_decay, restart_period
+        )
+        if ssl_loss not in SSL_LOSSES:
+            msg = f"ssl_loss must be one of {', '.join(map(repr, SSL_LOSSES))}; got {ssl_loss!r}."
+            raise ValueError(msg)
+        if saliency not in SALIENCY_MODES:
+            msg = f"saliency must be one of {', '.join(map(repr, SALIENCY_MODES))}; got {saliency!r}."
+            raise ValueError(msg)
+        self.model = RebModel(
+            backbone=backbone,
+            pre_trained=pre_trained,
+            weights=weights,
+            layers=layers,
+            k=k,
+            ld_coefficient=ld_coefficient,
+            density_mode=density_mode,
+            image_score=image_score,
+            scorer=scorer,
+            distance=distance,
+            coreset_ratio=coreset_ratio,
+            embedding_dim=embedding_dim,
+            aggregation=aggregation,
+        )
+        self.automatic_optimization = False
+        self.num_updates = num_updates
+        self.images_per_update = images_per_update
+        self.freeze_updates = freeze_updates
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.restart_period, self.min_lr = restart_period, min_lr
+        self.ssl_loss = ssl_loss
+        self.seed = seed
+        self.backbone_path = Path(backbone_path) if backbone_path is not None else None
+        self.maker = DefectMaker(jitter=jitter, soften_prob=soften_prob)
+        self.saliency = Saliency(saliency, saliency_dir)
+        # Progress, kept in checkpoints: finished updates, fine-tuning batches, bank state.
+        self.register_buffer("updates", torch.tensor(0))
+        self.register_buffer("batches", torch.tensor(0))
+        self.register_buffer("_is_fitted", torch.tensor(False))
+        self._accumulated = 0
+        self._collecting = False
+        self.embeddings: list[torch.Tensor] = []
+
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Resize to ``image_size`` (default 256×256, REB's). The backbone normalises its own input."""
+        return PreProcessor(transform=Resize(image_size or (256, 256), antialias=True))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """SGD over the classifier, cosine annealing with warm restarts stepped once per update."""
+        optimizer = SGD(
+            self.model.classifier.parameters(),
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )
+        scheduler = CosineAnnealingWarmRestarts(optimizer, T_0=self.restart_period, eta_min=self.min_lr)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @property
+    def finetuned(self) -> bool:
+        """Whether all fine-tuning updates are done."""
+        return int(self.updates) >= self.num_updates
+
+    def on_train_epoch_start(self) -> None:
+        """Decide the epoch's phase: fine-tuning, or filling the memory bank."""
+        self._collecting = self.finetuned and not bool(self._is_fitted)
+        if self._collecting:
+            self.embeddings.clear()
+            logger.info("Filling the LDKNN memory bank with the fine-tuned backbone.")
+
+    def training_step(self, batch: Batch, batch_idx: int, *args, **kwargs) -> STEP_OUTPUT:
+        """One fine-tuning forward/backward on the batch's DefectMaker variants, or bank collection."""
+        del args, kwargs
+        if self._collecting:
+            self.embeddings.append(self.model.embed(batch.image).cpu())
+            if batch_idx == self.trainer.num_training_batches - 1:
+                self.trainer.should_stop = True  # validation runs next, then training stops
+            return None
+        if self.finetuned:  # the last update fell inside this epoch
+            return None
+        return self._finetune_step(batch)
+
+    def _finetune_step(self, batch: Batch) -> torch.Tensor:
+        classifier = self.model.classifier
+        classifier.set_encoder_frozen(int(self.updates) < self.freeze_updates)
+        rng = np.random.default_rng((self.seed, int(self.batches)))
+        saliencies = [
+            self._saliency(image, path) for image, path in zip(batch.image, _paths(batch), strict=True)
+        ]
+        images, labels = defect_batch(batch.image, saliencies, self.maker, rng)
+        self.batches += 1
+        logits = self.model(images)
+        if self.ssl_loss == "bce":
+            loss = F.binary_cross_entropy_with_logits(
+                logits, F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+            )
+        else:
+            loss = F.cross_entropy(logits, labels)
+        # sum of per-image losses; divided by the image count when the update is applied
+        self.manual_backward(loss * len(images))
+        self._accumulated += len(images)
+        if self._accumulated >= self.images_per_update:
+            self._apply_update()
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        self.log("ssl_loss", loss.detach(), prog_bar=True, batch_size=len(images))
+        self.log("ssl_accuracy", accuracy, prog_bar=True, batch_size=len(images))
+        self.log("update", self.updates.float(), prog_bar=True, batch_size=len(images))
+        return loss.detach()
+
+    def _apply_update(self) -> None:
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers()
+        for parameter in self.model.classifier.parameters():
+            if parameter.grad is not None:
+                parameter.grad.div_(self._accumulated)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        self._accumulated = 0
+        self.updates += 1
+        self.log("lr", optimizer.param_groups[0]["lr"], prog_bar=True)
+        if self.finetuned:
+            self._finish_finetuning()
+
+    def _finish_finetuning(self) -> None:
+        path = self.backbone_path or Path(self.trainer.default_root_dir) / BACKBONE_FILE
+        self.model.classifier.save_backbone(path)
+        self.model.use_backbone(path)
+        logger.info("Fine-tuned backbone written to %s after %d updates.", path, int(self.updates))
+
+    def fit(self) -> None:
+        """Build the LDKNN memory bank from the collected embeddings."""
+        if not self.embeddings:
+            msg = "Reb has no training embeddings: check the datamodule's training split."
+            raise ValueError(msg)
+        embeddings = torch.cat(self.embeddings)
+        self.embeddings.clear()
+        logger.info("Fitting LDKNN on %d patch embeddings.", len(embeddings))
+        self.model.ldknn.fit(embeddings.to(self.device))
+        self._is_fitted = torch.tensor(True, device=self.device)
+
+    def on_validation_start(self) -> None:
+        """Fit the bank once the collection pass is done."""
+        if self._collecting and not bool(self._is_fitted):
+            self.fit()
+
+    def on_train_epoch_end(self) -> None:
+        """Fit the bank after the collection pass when no validation did it."""
+        if self._collecting and not bool(self._is_fitted):
+            self.fit()
+            self.trainer.should_stop = True
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Score a batch with LDKNN on the fine-tuned backbone."""
+        del args, kwargs
+        predictions = self.model(batch.image)
+        return batch.update(**predictions._asdict())
+
+    def _saliency(self, image: torch.Tensor, path: str | None) -> np.ndarray:
+        array = (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        return self.saliency(array, path)
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """Epochs until fine-tuning and the bank pass end; validate only after the bank is built."""
+        return {
+            "max_epochs": -1,
+            "check_val_every_n_epoch": None,
+            "val_check_interval": 2**62,
+            "num_sanity_val_steps": 0,
+            "gradient_clip_val": 0,
+            "accumulate_grad_batches": 1,
+            "devices": 1,
+        }
+
+    @property
+    def learning_type(self) -> LearningType:
+        """Trained on normal images only."""
+        return LearningType.ONE_CLASS
+
+
+def _paths(batch: Batch) -> list[str | None]:
+    paths = getattr(batch, "image_path", None)
+    return list(paths) if paths is not None else [None] * len(batch.image)
+
+
+def _check_schedule(
+    num_updates: int,
+    images_per_update: int,
+    freeze_updates: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    restart_period: int,
+) -> None:
+    checks = {
+        "num_updates": (num_updates, num_updates >= 0, "an integer >= 0"),
+        "images_per_update": (images_per_update, images_per_update >= 1, "an integer >= 1"),
+        "freeze_updates": (freeze_updates, freeze_updates >= 0, "an integer >= 0"),
+        "lr": (lr, lr > 0, "> 0"),
+        "momentum": (momentum, 0 <= momentum < 1, "in [0, 1)"),
+        "weight_decay": (weight_decay, weight_decay >= 0, ">= 0"),
+        "restart_period": (restart_period, restart_period >= 1, "an integer >= 1"),
+    }
+    for name, (value, ok, allowed) in checks.items():
+        if not ok:
+            msg = f"{name} must be {allowed}; got {value!r}."
+            raise ValueError(msg)

@@ -1,0 +1,65 @@
+"""REB as a plain torch module: the self-supervised classifier and the LDKNN scorer beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from anomalib.data import InferenceBatch
+from torch import nn
+
+from anomalib_pdae.models.ldknn import LdknnModel
+
+from .classifier import DefectClassifier
+
+
+class RebModel(nn.Module):
+    """DefectMaker-fine-tuned backbone + LDKNN (REB §3).
+
+    ``classifier`` is the network fine-tuned on the 7-class DefectMaker task; ``ldknn`` scores
+    test images with the fine-tuned backbone once :meth:`use_backbone` has loaded it. In training
+    mode ``forward`` returns the classifier's logits; in eval mode LDKNN's ``InferenceBatch``.
+
+    Args:
+        backbone: timm architecture shared by both parts.
+        pre_trained: start from timm's pretrained weights (needs the model hub).
+        weights: local weights file for air-gapped machines (overrides ``pre_trained``).
+        **ldknn_args: the remaining arguments of :class:`LdknnModel` (layers, k, ...).
+
+    Example:
+        >>> model = RebModel("resnet18", pre_trained=False, layers=("layer2", "layer3"), k=2)
+        >>> model.train()(torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2, 7])
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        pre_trained: bool = True,
+        weights: str | Path | None = None,
+        **ldknn_args: Any,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.ldknn_args = ldknn_args
+        self.classifier = DefectClassifier(backbone, pre_trained=pre_trained, weights=weights)
+        self.ldknn = LdknnModel(backbone=backbone, pre_trained=pre_trained, weights=weights, **ldknn_args)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | InferenceBatch:
+        """Training: DefectMaker class logits ``(B, 7)``. Eval: LDKNN scores and anomaly maps."""
+        if self.training:
+            return self.classifier(images)
+        return self.ldknn(images)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """LDKNN patch embeddings ``(B·H·W, D)`` for the memory bank."""
+        was_training = self.ldknn.training
+        embeddings = self.ldknn.train()(images)
+        self.ldknn.train(was_training)
+        return embeddings
+
+    def use_backbone(self, weights: str | Path) -> None:
+        """Rebuild LDKNN on a backbone weights file (the fine-tuned one); its bank starts empty."""
+        device = next(self.classifier.parameters()).device
+        self.ldknn = LdknnModel(backbone=self.backbone, weights=weights, **self.ldknn_args).to(device)
