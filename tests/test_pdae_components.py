@@ -99,6 +99,11 @@ def test_default_model_is_the_papers_setup():
     assert model.feature_extractor.channels == 256 + 512 + 192
     assert model.feature_extractor.output_grid((384, 384)) == (96, 96)
     assert model.autoencoder.hidden_widths == [512, 256, 128]
+    with (
+        torch.device("meta"),
+        pytest.raises(ValueError, match=r"'cait_xxs24_384' cannot take 320×320 inputs"),
+    ):
+        PdaeModel(pre_trained=False, image_size=(320, 320))
 
 
 def test_autoencoder_small_config_and_init():

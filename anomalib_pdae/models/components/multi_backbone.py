@@ -99,7 +99,15 @@ class MultiBackbone(nn.Module):
     def output_grid(self, image_size: tuple[int, int]) -> tuple[int, int]:
         """Grid of the output for ``image_size`` inputs; raises if the maps cannot be aligned."""
         probe = torch.zeros(1, 3, *image_size, device=next(self.buffers()).device)
-        grids = [tuple(f.shape[-2:]) for backbone in self.backbones for f in backbone(probe)]
+        grids = []
+        for backbone in self.backbones:
+            try:
+                grids += [tuple(f.shape[-2:]) for f in backbone(probe)]
+            except (AssertionError, RuntimeError) as error:  # e.g. a ViT/CaiT with a fixed input size
+                msg = (
+                    f"Backbone {backbone.name!r} cannot take {image_size[0]}×{image_size[1]} inputs: {error}"
+                )
+                raise ValueError(msg) from error
         self._check_alignment(grids, image_size)
         return grids[0]
 
