@@ -40,7 +40,13 @@ def defect_label(shape: str, fill: str) -> int:
 
 @dataclass
 class Defect:
-    """One synthetic sample: the image, the per-pixel defect weight ``w·m`` and its class label."""
+    """One synthetic sample: the image, the per-pixel defect weight ``w·m`` and its class label.
+
+    Example:
+        >>> sample = Defect(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.float32), 0)
+        >>> CLASS_NAMES[sample.label]
+        'normal'
+    """
 
     image: np.ndarray
     weight: np.ndarray
