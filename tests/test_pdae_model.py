@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +58,15 @@ def test_training_lowers_the_loss_and_defects_score_higher(trained):
     engine, model, datamodule, losses = trained
     assert engine.trainer.current_epoch == 5  # the fixed schedule, from the model's `epochs`
     assert len(losses) == 5
-    assert losses[-1] < 0.7 * losses[0]
+    assert losses[-1] < 0.2 * losses[0]
+    assert all(later < earlier for earlier, later in pairwise(losses))
     predictions = engine.predict(model, dataloaders=datamodule.test_dataloader())
     scores = torch.cat([batch.pred_score for batch in predictions])
     labels = torch.cat([batch.gt_label for batch in predictions]).bool()
     assert labels.sum() == 8
     assert (~labels).sum() == 8
-    # Every image with a stroke defect scores above the median normal image, and on average higher.
-    assert scores[labels].min() > scores[~labels].median()
-    assert scores[labels].mean() > scores[~labels].mean()
+    # Every image with a stroke defect scores above every normal image.
+    assert scores[labels].min() > scores[~labels].max()
     results = engine.test(model, datamodule=datamodule, verbose=False)[0]
     assert results["image_AUROC"] >= 0.9
 
