@@ -64,7 +64,7 @@ class Ulsad(AnomalibModule):
     Example:
         >>> from anomalib.data import MVTecLOCO
         >>> from anomalib.engine import Engine
-        >>> model = Ulsad()
+        >>> model = Ulsad(backbone="resnet18", pre_trained=False, feature_dim=64, image_size=(128, 128))
         >>> engine = Engine(max_epochs=200)
         >>> engine.fit(model, datamodule=MVTecLOCO(category="breakfast_box"))  # doctest: +SKIP
     """
