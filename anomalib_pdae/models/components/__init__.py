@@ -3,10 +3,12 @@
 from .backbone import Backbone
 from .coreset import greedy_coreset
 from .embedding import PatchEmbedding, neighbourhood_pool
+from .multi_backbone import MultiBackbone
 from .search import faiss_knn, nearest_neighbours, squared_distances
 
 __all__ = [
     "Backbone",
+    "MultiBackbone",
     "PatchEmbedding",
     "faiss_knn",
     "greedy_coreset",
