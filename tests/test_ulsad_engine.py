@@ -92,7 +92,8 @@ def test_defects_score_higher_than_normal_images(trained: dict, synthetic_root: 
 def test_quantiles_come_from_held_out_training_images(trained: dict, synthetic_root: Path) -> None:
     """MVTecAD validates on its test images by default, so training images are held out instead."""
     model, datamodule = trained["model"], trained["datamodule"]
-    held_out = model._holdout[1]
+    held_out = model._holdout
+    assert held_out is datamodule.ulsad_holdout
     assert len(held_out) == 2
     assert len(datamodule.train_data) == 22
     train_folder = synthetic_root / "synthetic" / "train" / "good"
@@ -102,6 +103,15 @@ def test_quantiles_come_from_held_out_training_images(trained: dict, synthetic_r
     assert trained["calibrations"] == [2] * 8
     assert not torch.equal(model.model.local_quantiles, torch.tensor([0.0, 0.1]))
     assert bool(model.model.features.fitted)
+
+
+def test_held_out_images_are_split_off_once_per_datamodule(trained: dict, tmp_path: Path) -> None:
+    datamodule = trained["datamodule"]
+    held_out = datamodule.ulsad_holdout
+    model = Ulsad(**MODEL_ARGS)
+    _engine(tmp_path, max_epochs=1, limit_train_batches=1).fit(model, datamodule=datamodule)
+    assert model._holdout is held_out
+    assert len(datamodule.train_data) == 22
 
 
 def test_quantiles_from_normal_validation_images(synthetic_root: Path, tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ class Ulsad(AnomalibModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.holdout_ratio = holdout_ratio
-        self._holdout: tuple[int, Dataset] | None = None  # (id of its datamodule, held-out images)
+        self._holdout: Dataset | None = None  # training images held out for the quantiles
         self._calibrated = True  # False once a training step changed the weights
 
     @classmethod
@@ -142,26 +142,35 @@ class Ulsad(AnomalibModule):
         return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
 
     def setup(self, stage: str) -> None:
-        """Hold out training images for the quantiles if the validation images are test images."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if stage != "fit" or getattr(datamodule, "val_split_mode", None) not in _TEST_DERIVED_SPLITS:
+        """Hold out training images for the quantiles if the validation images are test images.
+
+        The split is made once per datamodule (kept on it as ``ulsad_holdout``), so fitting
+        again, or fitting another Ulsad on the same datamodule, does not shrink the training set
+        further.
+        """
+        if stage != "fit":
             return
-        if self._holdout is not None and self._holdout[0] == id(datamodule):
-            return  # this datamodule's training set was already split
-        train, held_out = random_split(datamodule.train_data, self.holdout_ratio, seed=datamodule.seed)
-        if len(held_out) == 0:
-            msg = f"holdout_ratio={self.holdout_ratio} holds out no image of {len(train)} training images."
-            raise ValueError(msg)
-        held_out.augmentations = self.pre_processor.transform if self.pre_processor else None
-        datamodule.train_data = train
-        self._holdout = (id(datamodule), held_out)
-        logger.warning(
-            "ULSAD: validation split %r uses test images; %d of the training images are held out to "
-            "compute the map quantiles (holdout_ratio=%s) and are not trained on.",
-            datamodule.val_split_mode.value,
-            len(held_out),
-            self.holdout_ratio,
-        )
+        self._holdout = None
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if getattr(datamodule, "val_split_mode", None) not in _TEST_DERIVED_SPLITS:
+            return
+        held_out = getattr(datamodule, "ulsad_holdout", None)
+        if held_out is None:
+            train, held_out = random_split(datamodule.train_data, self.holdout_ratio, seed=datamodule.seed)
+            if len(held_out) == 0:
+                msg = f"holdout_ratio={self.holdout_ratio} holds out none of {len(train)} training images."
+                raise ValueError(msg)
+            held_out.augmentations = self.pre_processor.transform if self.pre_processor else None
+            datamodule.train_data = train
+            datamodule.ulsad_holdout = held_out
+            logger.warning(
+                "ULSAD: validation split %r uses test images; %d of the training images are held out "
+                "to compute the map quantiles (holdout_ratio=%s) and are not trained on.",
+                datamodule.val_split_mode.value,
+                len(held_out),
+                self.holdout_ratio,
+            )
+        self._holdout = held_out
 
     def on_train_start(self) -> None:
         """Standardisation statistics from one pass over the training images (once)."""
@@ -202,7 +211,7 @@ class Ulsad(AnomalibModule):
     def _normal_calibration_images(self) -> Iterator[torch.Tensor]:
         """Normal validation images, or the held-out training images."""
         if self._holdout is not None:
-            dataset = self._holdout[1]
+            dataset = self._holdout
             batch_size = getattr(self.trainer.datamodule, "eval_batch_size", 32)
             loader = DataLoader(dataset, batch_size=batch_size, collate_fn=dataset.collate_fn)
             yield from self._images(loader)
