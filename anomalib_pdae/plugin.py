@@ -14,10 +14,6 @@ import importlib.abc
 import sys
 import warnings
 from types import ModuleType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "anomalib.models"
 _TARGET = "anomalib.models"
@@ -27,8 +23,6 @@ def register_models(models_module: ModuleType) -> list[str]:
     """Add every model of the ``anomalib.models`` entry-point group to ``models_module``.
 
     A model whose import fails is reported with a warning and left out; anomalib keeps working.
-    A model whose own module is being imported right now (the user imported the plugin before
-    anomalib, and that import reached anomalib) is added on first attribute access instead.
 
     Example:
         >>> import anomalib.models
@@ -39,9 +33,6 @@ def register_models(models_module: ModuleType) -> list[str]:
 
     registered = []
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        if _is_initialising(entry_point.module):
-            _defer(models_module, entry_point)
-            continue
         try:
             model_class = entry_point.load()
         except Exception as error:  # a broken plugin must never break anomalib
@@ -62,27 +53,6 @@ def _add(models_module: ModuleType, name: str, model_class: type) -> None:
     public = getattr(models_module, "__all__", None)
     if isinstance(public, list) and name not in public:
         public.append(name)
-
-
-def _is_initialising(module_name: str) -> bool:
-    module = sys.modules.get(module_name)
-    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
-
-
-def _defer(models_module: ModuleType, entry_point: EntryPoint) -> None:
-    """Resolve ``entry_point`` when ``models_module.<name>`` is first looked up."""
-    pending = models_module.__dict__.setdefault("_plugin_models_pending", {})
-    pending[entry_point.name] = entry_point
-
-    def __getattr__(name: str) -> type:  # noqa: N807 - module-level attribute hook (PEP 562)
-        if name not in pending:
-            msg = f"module {models_module.__name__!r} has no attribute {name!r}"
-            raise AttributeError(msg)
-        model_class = pending.pop(name).load()
-        _add(models_module, name, model_class)
-        return model_class
-
-    models_module.__getattr__ = __getattr__
 
 
 class _RegisteringLoader(importlib.abc.Loader):

@@ -48,7 +48,9 @@ class Backbone(nn.Module):
         self.name = name
         self.layers = layers
         indices = _feature_indices(name, layers)
-        kwargs: dict = {"features_only": True, "out_indices": indices}
+        # timm returns maps in network order; remember how to put them in the order asked for.
+        self._order = [sorted(indices).index(i) for i in indices]
+        kwargs: dict = {"features_only": True, "out_indices": sorted(indices)}
         if weights is not None:
             path = Path(weights).expanduser()
             if not path.is_file():
@@ -58,8 +60,8 @@ class Backbone(nn.Module):
         else:
             kwargs["pretrained"] = pre_trained
         self.model = timm.create_model(name, **kwargs)
-        self.channels: list[int] = self.model.feature_info.channels()
-        self.strides: list[int] = self.model.feature_info.reduction()
+        self.channels: list[int] = [self.model.feature_info.channels()[i] for i in self._order]
+        self.strides: list[int] = [self.model.feature_info.reduction()[i] for i in self._order]
         config = self.model.pretrained_cfg
         self.register_buffer("mean", torch.tensor(config["mean"]).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config["std"]).view(1, -1, 1, 1), persistent=False)
@@ -78,7 +80,8 @@ class Backbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps ``(B, C_i, H_i, W_i)``, one per requested layer, in the order given."""
-        return list(self.model(self.normalize(images)))
+        features = self.model(self.normalize(images))
+        return [features[i] for i in self._order]
 
 
 def _feature_indices(name: str, layers: Sequence[str]) -> list[int]:

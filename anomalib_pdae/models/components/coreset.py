@@ -1,4 +1,4 @@
-"""Greedy k-center coreset (PatchCore §3.2) that prunes with the triangle inequality."""
+"""Greedy k-center coreset (PatchCore §3.2), many centers per pass over the bank."""
 
 from __future__ import annotations
 
@@ -6,23 +6,27 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+# Rows of the bank updated at once: bounds the (rows × new centers) distance block.
+ROW_CHUNK = 65536
+
 
 def greedy_coreset(
     embeddings: torch.Tensor | np.ndarray,
     ratio: float,
     projection_dim: int = 128,
     seed: int = 0,
+    candidates: int = 256,
     progress: bool = True,
 ) -> np.ndarray:
     """Indices of a greedy k-center coreset holding ``ratio`` of the rows.
 
-    Same selection as the textbook greedy (repeatedly add the row farthest from the chosen set,
-    on a random bias-free projection to ``projection_dim`` dimensions, starting from a random
-    row), computed faster: every row remembers its closest center, every center the largest
-    distance among its rows, and a new center only re-examines the rows of centers that lie
-    within twice that radius of it — the triangle inequality says no other row can move. Late
-    steps touch a small neighbourhood instead of the whole bank. Memory: the projected bank plus
-    a few per-row vectors.
+    The textbook greedy (start at a random row, repeatedly add the row farthest from the chosen
+    set, on a random bias-free projection to ``projection_dim`` dimensions) costs one pass over
+    the whole bank per center, which is memory-bound and slow. Here each pass serves many
+    centers: the ``candidates`` farthest rows are taken, the greedy runs among them exactly, and
+    it stops as soon as the best candidate is no farther than the farthest row left outside,
+    whose distance can only have shrunk. Up to that point every pick is the one the textbook
+    greedy makes. One matrix product then updates the whole bank with all centers found.
 
     Example:
         >>> points = np.random.default_rng(0).normal(size=(1000, 16)).astype(np.float32)
@@ -32,50 +36,63 @@ def greedy_coreset(
     if not 0 < ratio <= 1:
         msg = f"coreset ratio must be in (0, 1], got {ratio}."
         raise ValueError(msg)
-    data = (
-        embeddings.detach().cpu().numpy() if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
-    )
+    data = torch.as_tensor(embeddings).detach().float().cpu()
     count = data.shape[0]
     n_select = max(1, round(count * ratio))
     if n_select >= count:
         return np.arange(count)
-    rng = np.random.default_rng(seed)
-    points = _project(data.astype(np.float32, copy=False), projection_dim, rng)
-    norms = np.einsum("ij,ij->i", points, points)
-
-    selected = np.empty(n_select, dtype=np.int64)
-    centers = np.empty((n_select, points.shape[1]), dtype=np.float32)
-    radius = np.zeros(n_select, dtype=np.float32)  # largest squared distance in each cluster
-    selected[0] = rng.integers(count)
-    centers[0] = points[selected[0]]
-    closest = _squared_to(points, norms, centers[0])
-    owner = np.zeros(count, dtype=np.int64)
-    radius[0] = closest.max()
-
-    for step in tqdm(range(1, n_select), desc="coreset", disable=not progress, leave=False, mininterval=1):
-        new = int(np.argmax(closest))
-        selected[step], centers[step] = new, points[new]
-        gaps = ((centers[:step] - centers[step]) ** 2).sum(1)
-        near = np.zeros(step + 1, dtype=bool)
-        near[:step] = gaps < 4 * radius[:step]  # d(c, c_j) < 2·sqrt(r_j): c may capture rows of j
-        rows = np.flatnonzero(near[owner])
-        distances = _squared_to(points[rows], norms[rows], centers[step])
-        moved = distances < closest[rows]
-        closest[rows[moved]] = distances[moved]
-        owner[rows[moved]] = step
-        radius[: step + 1][near] = 0
-        radius[step] = 0
-        np.maximum.at(radius, owner[rows], closest[rows])
-    return selected
+    generator = torch.Generator().manual_seed(seed)
+    points = _project(data, projection_dim, generator)
+    norms = points.pow(2).sum(1)
+    first = int(torch.randint(count, (1,), generator=generator))
+    selected = [first]
+    closest = _squared_to(points, norms, points[first : first + 1], norms[first : first + 1]).squeeze(1)
+    bar = tqdm(total=n_select, desc="coreset", disable=not progress, leave=False, mininterval=1)
+    bar.update(1)
+    while len(selected) < n_select:
+        picks = _picks_among_farthest(points, closest, min(candidates, count), n_select - len(selected))
+        selected.extend(picks)
+        bar.update(len(picks))
+        for start in range(0, count, ROW_CHUNK):
+            rows = slice(start, start + ROW_CHUNK)
+            distances = _squared_to(points[rows], norms[rows], points[picks], norms[picks])
+            torch.minimum(closest[rows], distances.amin(1), out=closest[rows])
+    bar.close()
+    return np.asarray(selected, dtype=np.int64)
 
 
-def _project(data: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:
+def _picks_among_farthest(
+    points: torch.Tensor, closest: torch.Tensor, candidates: int, budget: int
+) -> list[int]:
+    """Greedy steps that are provably the textbook's, using only the farthest rows."""
+    values, rows = closest.topk(candidates)
+    threshold = values[-1]  # every other row is at most this far from the chosen set
+    local = points[rows]
+    local_norms = local.pow(2).sum(1)
+    picks: list[int] = []
+    while len(picks) < budget:
+        best = int(values.argmax())
+        if picks and values[best] < threshold:
+            break
+        picks.append(int(rows[best]))
+        step = _squared_to(local, local_norms, local[best : best + 1], local_norms[best : best + 1]).squeeze(
+            1
+        )
+        values = torch.minimum(values, step)
+        values[best] = -1  # chosen: never again
+    return picks
+
+
+def _project(data: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:
     """Random Gaussian projection to ``dim`` columns (Johnson–Lindenstrauss), if it shrinks."""
     if data.shape[1] <= dim:
-        return np.ascontiguousarray(data)
-    matrix = rng.normal(0.0, 1.0 / np.sqrt(dim), size=(data.shape[1], dim)).astype(np.float32)
+        return data.contiguous()
+    matrix = torch.randn(data.shape[1], dim, generator=generator) / dim**0.5
     return data @ matrix
 
 
-def _squared_to(points: np.ndarray, norms: np.ndarray, center: np.ndarray) -> np.ndarray:
-    return np.maximum(norms - 2 * (points @ center) + center @ center, 0)
+def _squared_to(
+    points: torch.Tensor, norms: torch.Tensor, centers: torch.Tensor, center_norms: torch.Tensor
+) -> torch.Tensor:
+    """Squared distances ``(rows, centers)``."""
+    return (norms[:, None] - 2 * points @ centers.T + center_norms[None, :]).clamp_min_(0)
