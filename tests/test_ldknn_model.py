@@ -1,0 +1,174 @@
+"""LdknnModel end to end: image score, anomaly map, fit errors, parity with anomalib's Patchcore."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+
+from anomalib_pdae.models.ldknn import LdknnModel
+from anomalib_pdae.models.ldknn.scorers import score
+
+
+def images(count: int, seed: int, size: int = 64) -> torch.Tensor:
+    return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def fitted() -> LdknnModel:
+    torch.manual_seed(0)
+    model = LdknnModel(backbone="resnet18", pre_trained=False, k=3, embedding_dim=64).train()
+    model.fit(model(images(4, seed=1)), progress=False)
+    return model.eval()
+
+
+def test_image_score_is_max_of_3x3_block_means(fitted):
+    batch = images(2, seed=2)
+    out = fitted(batch)
+    embedding = fitted.embed(batch)
+    queries = embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1])
+    tables = {"local_density": fitted.local_density}
+    patch = score("ldknn", queries, fitted.memory_bank, tables, k=3).reshape(2, 8, 8)
+    expected = torch.stack(
+        [
+            max(patch[b, 3 * i : 3 * i + 3, 3 * j : 3 * j + 3].mean() for i in range(2) for j in range(2))
+            for b in range(2)
+        ]
+    )  # 8×8 grid: two full 3×3 blocks per axis, the trailing rows and columns dropped
+    torch.testing.assert_close(out.pred_score, expected, rtol=1e-5, atol=1e-5)
+    assert out.anomaly_map.shape == (2, 1, 64, 64)
+
+
+def test_plain_max_image_score_and_map_peak(fitted):
+    fitted.image_score = "max"
+    try:
+        batch = images(1, seed=3)
+        out = fitted(batch)
+        embedding = fitted.embed(batch)
+        queries = embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1])
+        patch = score("ldknn", queries, fitted.memory_bank, {"local_density": fitted.local_density}, k=3)
+        torch.testing.assert_close(out.pred_score, patch.max().reshape(1))
+    finally:
+        fitted.image_score = "block_max"
+
+
+def test_scores_do_not_depend_on_batch_composition(fitted):
+    batch = images(3, seed=4)
+    together = fitted(batch).pred_score
+    alone = torch.cat([fitted(batch[i : i + 1]).pred_score for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_training_images_score_lower_than_noise(fitted):
+    normal = fitted(images(4, seed=1)).pred_score
+    odd = fitted(torch.zeros(2, 3, 64, 64)).pred_score
+    assert normal.max() < odd.min()
+
+
+@pytest.mark.parametrize("scorer", ["knn", "kth_nn", "lof", "ldof"])
+def test_every_scorer_runs_end_to_end(scorer):
+    model = LdknnModel(backbone="resnet18", pre_trained=False, k=2, scorer=scorer, embedding_dim=32).train()
+    model.fit(model(images(2, seed=5)), progress=False)
+    out = model.eval()(images(2, seed=6))
+    assert torch.isfinite(out.pred_score).all() and torch.isfinite(out.anomaly_map).all()
+
+
+def test_coreset_shrinks_bank_but_keeps_densities_from_the_full_bank():
+    model = LdknnModel(
+        backbone="resnet18", pre_trained=False, k=2, coreset_ratio=0.25, embedding_dim=32
+    ).train()
+    embeddings = model(images(2, seed=7))
+    model.fit(embeddings, progress=False)
+    assert len(model.memory_bank) == round(len(embeddings) * 0.25) == len(model.local_density)
+
+
+def test_k_not_smaller_than_bank_is_rejected():
+    model = LdknnModel(
+        backbone="resnet18", pre_trained=False, k=40, coreset_ratio=0.5, embedding_dim=32
+    ).train()
+    with pytest.raises(ValueError, match=r"k=40 must be smaller than the memory bank \(32 patches"):
+        model.fit(model(images(1, seed=8)), progress=False)
+
+
+def test_empty_training_set_is_rejected():
+    model = LdknnModel(backbone="resnet18", pre_trained=False)
+    with pytest.raises(ValueError, match="training set is empty"):
+        model.fit(torch.empty(0, 512), progress=False)
+
+
+def test_unfitted_model_says_so():
+    model = LdknnModel(backbone="resnet18", pre_trained=False).eval()
+    with pytest.raises(RuntimeError, match="not fitted: its memory bank is empty"):
+        model(images(1, seed=9))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"k": 0}, "k .* must be an integer >= 1"),
+        ({"ld_coefficient": -1.0}, "ld_coefficient .* must be >= 0"),
+        ({"density_mode": "divide"}, "density_mode must be one of"),
+        ({"image_score": "mean"}, "image_score must be one of"),
+        ({"scorer": "svm"}, "scorer must be one of"),
+        ({"scorer": "ldof", "k": 1}, "k must be >= 2 for scorer='ldof'"),
+        ({"coreset_ratio": 0.0}, "coreset_ratio must be in"),
+        ({"aggregation": "sum"}, "aggregation must be one of"),
+        ({"backbone": "resnet1800"}, "Unknown backbone 'resnet1800'"),
+        ({"layers": ["layer2", "layer7"]}, "no feature layer named 'layer7'. Available layers: act1, layer1"),
+    ],
+)
+def test_invalid_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LdknnModel(**({"backbone": "resnet18", "pre_trained": False} | kwargs))
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        LdknnModel(backbone="resnet18", weights=tmp_path / "nope.safetensors")
+
+
+def test_parity_with_anomalib_patchcore():
+    """K=1, gamma=0, anomalib aggregation, no coreset, plain L2, plain max: Patchcore's scores."""
+    torch.manual_seed(0)
+    ours = LdknnModel(
+        backbone="resnet18",
+        pre_trained=False,
+        k=1,
+        ld_coefficient=0.0,
+        aggregation="anomalib",
+        distance="euclidean",
+        image_score="max",
+    )
+    theirs = PatchcoreModel(
+        layers=["layer2", "layer3"], backbone="resnet18", pre_trained=False, num_neighbors=1
+    )
+    theirs.feature_extractor.feature_extractor.load_state_dict(ours.feature_extractor.model.state_dict())
+    train, test = images(3, seed=10, size=96), images(4, seed=11, size=96)
+    normalise = ours.feature_extractor.normalize
+
+    ours.train()
+    ours.fit(ours(train), progress=False)
+    theirs.train()
+    with torch.no_grad():
+        theirs.memory_bank = theirs(normalise(train))
+    ours.eval()
+    theirs.eval()
+    with torch.no_grad():
+        expected = theirs(normalise(test)).pred_score
+    got = ours(test).pred_score
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got, got[0])  # the images really differ
+
+
+def test_bilinear_map_is_smooth_upsampling_of_patch_scores(fitted):
+    fitted = copy.deepcopy(fitted)
+    batch = images(1, seed=12)
+    fitted.blur.kernel = torch.zeros_like(fitted.blur.kernel)
+    centre = fitted.blur.kernel.shape[-1] // 2
+    fitted.blur.kernel[..., centre, centre] = 1.0  # identity blur: compare the raw upsampling
+    embedding = fitted.embed(batch)
+    queries = embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1])
+    patch = score("ldknn", queries, fitted.memory_bank, {"local_density": fitted.local_density}, k=3)
+    expected = F.interpolate(patch.reshape(1, 1, 8, 8), size=(64, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(fitted(batch).anomaly_map, expected, rtol=1e-4, atol=1e-5)
