@@ -30,7 +30,9 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
     (optionally a greedy coreset) and each memory point's local density are computed. Defaults
     are REB's: ResNet-18 ``layer2`` + ``layer3``, K = 5, gamma = 1, subtract form, block-max image
     score, whole bank, D = 512, 256×256 input. The backbone normalises its own input, so the
-    pre-processor only resizes.
+    pre-processor only resizes. Grey and RGBA images work as they are; anomalib's reader clips
+    16-bit images, so convert such a dataset first with
+    :func:`anomalib_pdae.data.images.convert_to_8bit`.
 
     Args:
         backbone: timm architecture.
@@ -124,6 +126,27 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         self.embeddings.clear()
         logger.info("Fitting LDKNN on %d patch embeddings.", len(embeddings))
         self.model.fit(embeddings.to(self.device))
+
+    def setup(self, stage: str | None = None) -> None:
+        """Refuse an empty training split before the data loaders are built, naming the dataset."""
+        super().setup(stage)
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        train_data = getattr(datamodule, "train_data", None)
+        if stage == "fit" and train_data is not None and len(train_data) == 0:
+            where = getattr(datamodule, "root", None)
+            category = getattr(datamodule, "category", None)
+            if where is not None and category is not None:
+                where = Path(where) / category
+            msg = (
+                f"Ldknn received no training images: {type(datamodule).__name__}'s training split "
+                f"is empty (dataset at {where}). It needs normal training images."
+            )
+            raise ValueError(msg)
+
+    def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
+        """Export to a pickled torch model; refuses an unfitted model (it would score nothing)."""
+        self.model.check_fitted()
+        return super().to_torch(export_root, model_file_name)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score a batch: image scores and anomaly maps."""

@@ -94,13 +94,7 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         queries = embedding.permute(0, 2, 3, 1).reshape(-1, dim)
         if self.training:
             return queries
-        if self.memory_bank.numel() == 0:
-            msg = (
-                "LDKNN is not fitted: its memory bank is empty. Train it on normal images "
-                "(Engine.fit / `anomalib train`) or load a trained checkpoint (--ckpt_path) "
-                "before testing, predicting or exporting."
-            )
-            raise RuntimeError(msg)
+        self.check_fitted()
         statistics = {name: getattr(self, name) for name in BANK_BUFFERS[1:]}
         patch_scores = scorers.score(
             self.scorer,
@@ -120,6 +114,16 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
             patch_scores, size=images.shape[-2:], mode="bilinear", align_corners=False
         )
         return InferenceBatch(pred_score=pred_score, anomaly_map=self.blur(anomaly_map))
+
+    def check_fitted(self) -> None:
+        """Raise a ``RuntimeError`` naming the cause when the memory bank is empty."""
+        if self.memory_bank.numel() == 0:
+            msg = (
+                "LDKNN is not fitted: its memory bank is empty. Train it on normal images "
+                "(Engine.fit / `anomalib train`) or load a trained checkpoint (--ckpt_path) "
+                "before testing, predicting or exporting."
+            )
+            raise RuntimeError(msg)
 
     def fit(self, embeddings: torch.Tensor, progress: bool = True) -> None:
         """Build the memory bank (optionally a coreset) and the scorer's tables from all embeddings."""
