@@ -109,7 +109,9 @@ def _heat_maps(model_path: Path, category: Path, folder: Path, count: int = 4) -
     folder.mkdir(parents=True, exist_ok=True)
     inferencer = OpenVINOInferencer(path=model_path, device="CPU")
     defects = sorted(p for p in (category / "test").iterdir() if p.is_dir() and p.name != "good")
-    images = [sorted(d.iterdir())[0] for d in defects][:count] + sorted((category / "test" / "good").iterdir())[:1]
+    images = [sorted(d.iterdir())[0] for d in defects][:count] + sorted(
+        (category / "test" / "good").iterdir()
+    )[:1]
     written = []
     for path in images:
         prediction = inferencer.predict(path)
