@@ -83,8 +83,9 @@ def cli_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_cli_export_openvino_matches_the_checkpoint(
-    cli_checkpoint: Path, synthetic_root: Path, tmp_path: Path
+    cli_checkpoint: Path, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # OpenVINOInferencer writes its cache to ./openvino_cache
     _run(
         [
             *(ANOMALIB, "export", "--model", "Ldknn", *SMALL_MODEL, "--export_type", "openvino"),
