@@ -1,0 +1,73 @@
+"""Markdown report of a results CSV: ours, published and the difference, per category and mean."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from benchmarks.published import load_published
+
+from .tables import CATEGORIES, SMOKE_DATASET, TABLES
+
+GROUP = ["dataset", "backbone", "representation", "method", "metric"]
+
+
+def _mean_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """One ``mean`` row per group, over the categories present; ``categories`` says how many."""
+    means = []
+    for key, group in results.groupby(GROUP, sort=False):
+        total = len(CATEGORIES.get(key[0], ()))
+        means.append(
+            {
+                **dict(zip(GROUP, key, strict=True)),
+                "category": "mean",
+                "value": group["value"].mean(),
+                "categories": f"{len(group)}/{total}" if total else str(len(group)),
+            }
+        )
+    return pd.DataFrame(means)
+
+
+def compare(table: str, results: pd.DataFrame, stand_in: str | None = None) -> pd.DataFrame:
+    """Our rows (per category, then means) joined to the published table on the table's keys.
+
+    ``stand_in``: the published dataset a smoke run's stand-in category is compared with (its
+    ``mean`` row, ResNet-18 rows where the table has backbones), so the join is exercised even
+    though the numbers are not comparable.
+    """
+    spec = TABLES[table]
+    ours = results.drop(columns=["job", "table"], errors="ignore").copy()
+    ours["categories"] = ""
+    if stand_in is None:
+        ours = pd.concat([ours, _mean_rows(ours)], ignore_index=True)
+    published = load_published(spec.published).rename(columns={"value": "published"})
+    lookup = ours.copy()
+    if stand_in is not None:
+        smoke = lookup["dataset"] == SMOKE_DATASET
+        lookup.loc[smoke, ["dataset", "category", "backbone"]] = [stand_in, "mean", "resnet18"]
+    keys = list(spec.join)
+    merged = lookup[keys].merge(published[[*keys, "published"]], on=keys, how="left")
+    ours["published"] = merged["published"].to_numpy()
+    ours["difference"] = ours["value"] - ours["published"]
+    return ours.rename(columns={"value": "ours"})
+
+
+def _number(value: float) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+
+
+def markdown(table: str, results: pd.DataFrame, stand_in: str | None = None, notes: str = "") -> str:
+    """The comparison as a markdown document."""
+    rows = compare(table, results, stand_in)
+    lines = [f"# {TABLES[table].description}", ""]
+    if notes:
+        lines += [notes, ""]
+    header = ["dataset", "backbone", "representation", "method", "category", "metric"]
+    lines.append("| " + " | ".join([*header, "ours", "published", "difference", "categories"]) + " |")
+    lines.append("|" + "---|" * (len(header) + 4))
+    for row in rows.itertuples(index=False):
+        cells = [str(getattr(row, name)) for name in header]
+        cells += [_number(row.ours), _number(row.published), _number(row.difference), row.categories]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
