@@ -32,7 +32,7 @@ BACKBONE = "mobilenetv2_100"
 LAYERS = ("blocks.2", "blocks.4")
 
 
-def run(model: Ldknn | Reb, data: Path, root: Path, batch_size: int) -> tuple[dict, float, Engine]:
+def run(model: Ldknn | Reb, data: Path, root: Path, batch_size: int) -> tuple[dict, float, dict]:
     datamodule = MVTecAD(
         root=data.parent, category=data.name, train_batch_size=batch_size, eval_batch_size=16, num_workers=0
     )
@@ -40,8 +40,9 @@ def run(model: Ldknn | Reb, data: Path, root: Path, batch_size: int) -> tuple[di
     start = time.perf_counter()
     engine.fit(model, datamodule=datamodule)
     fit_seconds = time.perf_counter() - start
+    fit_metrics = {name: float(value) for name, value in engine.trainer.callback_metrics.items()}
     results = engine.test(model, datamodule=datamodule, verbose=False)[0]
-    return results, fit_seconds, engine
+    return results, fit_seconds, fit_metrics
 
 
 def main() -> None:
@@ -84,11 +85,10 @@ def main() -> None:
             restart_period=max(1, math.ceil(1.1 * args.updates)),
             backbone_path=Path(tmp) / "reb_backbone.safetensors",
         )
-        results, seconds, engine = run(reb, args.data, Path(tmp) / "reb", args.batch_size)
-        metrics = engine.trainer.callback_metrics
+        results, seconds, metrics = run(reb, args.data, Path(tmp) / "reb", args.batch_size)
         note = (
-            f"last batch: SSL loss {float(metrics['ssl_loss']):.3f}, "
-            f"7-class accuracy {float(metrics['ssl_accuracy']):.2f}"
+            f"last fine-tuning batch: SSL loss {metrics.get('ssl_loss', float('nan')):.3f}, "
+            f"7-class accuracy {metrics.get('ssl_accuracy', float('nan')):.2f}"
         )
         rows.append(("REB: LDKNN, DefectMaker-fine-tuned weights", results, seconds, note))
         print(rows[-1])
