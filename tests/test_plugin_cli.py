@@ -22,6 +22,7 @@ from anomalib_pdae.data.synthetic import make_synthetic_dataset
 ANOMALIB = str(Path(sys.executable).with_name("anomalib"))
 SIZE = 64
 SMALL_MODEL = ("--model.pre_trained", "false", "--model.k", "3", "--model.embedding_dim", "32")
+NO_PICTURES = ("--model.visualizer", "false")
 RESIZE = (
     *("--model.pre_processor", "anomalib.pre_processing.PreProcessor"),
     *("--model.pre_processor.transform", "torchvision.transforms.v2.Resize"),
@@ -35,6 +36,7 @@ model:
     pre_trained: false
     k: 3
     embedding_dim: 32
+    visualizer: false
     pre_processor:
       class_path: anomalib.pre_processing.PreProcessor
       init_args:
@@ -73,7 +75,8 @@ def cli_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactor
     out = tmp_path_factory.mktemp("cli_train")
     result = _run(
         [
-            *(ANOMALIB, "train", "--model", "Ldknn", *SMALL_MODEL, *RESIZE, *_data(synthetic_root)),
+            *(ANOMALIB, "train", "--model", "Ldknn", *SMALL_MODEL, *NO_PICTURES, *RESIZE),
+            *_data(synthetic_root),
             *("--trainer.logger", "false", "--default_root_dir", str(out)),
         ]
     )
@@ -150,7 +153,7 @@ def test_benchmark_with_ldknn_in_the_grid(tmp_path: Path) -> None:
         "  model:\n"
         "    grid:\n"
         "      - class_path: Ldknn\n"
-        "        init_args: {pre_trained: false, k: 3, embedding_dim: 32}\n"
+        "        init_args: {pre_trained: false, k: 3, embedding_dim: 32, visualizer: false}\n"
         "  data:\n"
         "    class_path: MVTecAD\n"
         f"    init_args: {{root: '{tmp_path / 'data'}', category: synthetic, num_workers: 0}}\n"
