@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .figures import plot
 from .report import markdown
 from .runner import build_specs, read_results, run_table
 from .tables import BACKBONES, TABLES, Settings
@@ -50,10 +51,12 @@ def settings_for(args: argparse.Namespace) -> Settings:
         return Settings(
             backbone=args.backbone or "mobilenetv2_100",
             image_size=128,
-            n_train=32,
-            n_test=40,
+            n_train=16,
+            n_test=24,
             patchcore_ratio=0.01,
             smoke=True,
+            k_values=(1, 9, 33),
+            coreset_ratios=(0.1, 0.01),
         )
     return Settings(backbone=args.backbone or "resnet18")
 
@@ -91,7 +94,15 @@ def main(argv: list[str] | None = None) -> Path:
             size=settings.image_size, n_train=settings.n_train, n_test=settings.n_test, dataset=stand_in
         )
     report = results_dir / f"{args.table}.md"
-    report.write_text(markdown(args.table, read_results(results_csv), stand_in, notes))
+    results = read_results(results_csv)
+    if table.published is None:
+        figure = plot(
+            args.table, results, results_dir / f"{args.table}.png", " (smoke)" if args.smoke else ""
+        )
+        notes = (
+            notes.split(" The published")[0] + "\n\n" if notes else ""
+        ) + f"![{args.table}]({figure.name})"
+    report.write_text(markdown(args.table, results, stand_in, notes))
     print(f"wrote {results_csv} and {report}")
     return report
 

@@ -6,7 +6,8 @@ the model and its init args; the log (written to ``spec["log"]``) holds the spec
 the timings and the rows to add to the table's CSV.
 
 A spec may list ``variants`` (scorer, K) of Ldknn: the memory bank is fitted once and each variant
-re-scores the same test images on that bank (REB Table 6, Fig. 5).
+re-scores the same test images on that bank (REB Table 6, Fig. 5). A ``sweep`` lists init-arg
+overrides (e.g. coreset ratios, REB Fig. 4): one fresh model is fitted per item, in this process.
 """
 
 from __future__ import annotations
@@ -127,42 +128,41 @@ def run(spec: dict) -> dict:
         eval_batch_size=spec["batch_size"],
         num_workers=spec["num_workers"],
     )
-    model = _model(spec)
-    variants = spec.get("variants") or [{"method": spec["method"]}]
     rows, runs = [], []
     collector = ScoreCollector()
-    with tempfile.TemporaryDirectory() as root:
-        engine = Engine(
-            default_root_dir=root,
-            logger=False,
-            accelerator=spec["accelerator"],
-            devices=1,
-            enable_progress_bar=False,
-            limit_val_batches=0,
-            callbacks=[collector],
-        )
-        started = time.perf_counter()
-        engine.fit(model, datamodule=datamodule)
-        fit_seconds = time.perf_counter() - started
-        for variant in variants:
-            if "scorer" in variant:
-                _rescore(model, variant["scorer"], variant["k"])
-            started = time.perf_counter()
-            collector.reset()
-            engine.test(model, datamodule=datamodule, verbose=False)
-            metrics = collector.metrics()
-            test_seconds = time.perf_counter() - started
-            n_test = len(datamodule.test_data)
-            runs.append(
-                {
-                    **variant,
-                    **metrics,
-                    "test_seconds": test_seconds,
-                    "images_per_second": n_test / test_seconds,
-                }
+    fit_seconds = []
+    for item in spec.get("sweep") or [{}]:
+        model = _model({**spec, "init_args": {**spec["init_args"], **item.get("init_args", {})}})
+        variants = spec.get("variants") or [{"method": item.get("method", spec["method"])}]
+        with tempfile.TemporaryDirectory() as root:
+            engine = Engine(
+                default_root_dir=root,
+                logger=False,
+                accelerator=spec["accelerator"],
+                devices=1,
+                enable_progress_bar=False,
+                limit_val_batches=0,
+                callbacks=[collector],
             )
-            for metric, value in metrics.items():
-                rows.append({"method": variant["method"], "metric": metric, "value": value})
+            started = time.perf_counter()
+            engine.fit(model, datamodule=datamodule)
+            fit_seconds.append(time.perf_counter() - started)
+            for variant in variants:
+                if "scorer" in variant:
+                    _rescore(model, variant["scorer"], variant["k"])
+                started = time.perf_counter()
+                collector.reset()
+                engine.test(model, datamodule=datamodule, verbose=False)
+                test_seconds = time.perf_counter() - started
+                metrics = collector.metrics()
+                if spec.get("report_speed"):
+                    metrics["images_per_second"] = len(datamodule.test_data) / test_seconds
+                parameter = variant.get("parameter", item.get("parameter", ""))
+                runs.append({**item, **variant, **metrics, "test_seconds": test_seconds})
+                rows += [
+                    {"method": variant["method"], "parameter": parameter, "metric": metric, "value": value}
+                    for metric, value in metrics.items()
+                ]
     # Paths by name only: the logs are committed and must not depend on this machine.
     paths = {key: Path(spec[key]).name for key in ("root", "weights", "log") if spec.get(key)}
     log = {

@@ -10,7 +10,7 @@ from benchmarks.published import load_published
 
 from .tables import CATEGORIES, SMOKE_DATASET, TABLES
 
-GROUP = ["dataset", "backbone", "representation", "method", "metric"]
+GROUP = ["dataset", "backbone", "representation", "method", "parameter", "metric"]
 
 
 def _mean_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -41,6 +41,9 @@ def compare(table: str, results: pd.DataFrame, stand_in: str | None = None) -> p
     ours["categories"] = ""
     if stand_in is None:
         ours = pd.concat([ours, _mean_rows(ours)], ignore_index=True)
+    if spec.published is None:
+        ours["published"] = ours["difference"] = float("nan")
+        return ours.rename(columns={"value": "ours"})
     published = load_published(spec.published).rename(columns={"value": "published"})
     lookup = ours.copy()
     if stand_in is not None:
@@ -63,7 +66,7 @@ def markdown(table: str, results: pd.DataFrame, stand_in: str | None = None, not
     lines = [f"# {TABLES[table].description}", ""]
     if notes:
         lines += [notes, ""]
-    header = ["dataset", "backbone", "representation", "method", "category", "metric"]
+    header = ["dataset", "backbone", "representation", "method", "parameter", "category", "metric"]
     lines.append("| " + " | ".join([*header, "ours", "published", "difference", "categories"]) + " |")
     lines.append("|" + "---|" * (len(header) + 4))
     for row in rows.itertuples(index=False):

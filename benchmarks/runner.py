@@ -17,7 +17,10 @@ import pandas as pd
 
 from .tables import DATAMODULES, FOLDERS, SMOKE_DATASET, Settings, dataset_categories, model_jobs
 
-COLUMNS = ("table", "dataset", "backbone", "representation", "method", "category", "metric", "value", "job")
+COLUMNS = (
+    "table", "dataset", "backbone", "representation", "method", "parameter", "category", "metric",
+    "value", "job",
+)  # fmt: skip
 # anomalib's Patchcore needs this glibc setting on small machines (its memory bank is
 # re-allocated often; without it freed memory is not returned and RSS grows without bound).
 PATCHCORE_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
@@ -27,7 +30,7 @@ def read_results(path: Path) -> pd.DataFrame:
     """The results CSV, or an empty frame with its columns."""
     if not path.exists():
         return pd.DataFrame(columns=list(COLUMNS))
-    return pd.read_csv(path, dtype={"category": str, "job": str}, keep_default_na=False)
+    return pd.read_csv(path, dtype={"category": str, "parameter": str, "job": str}, keep_default_na=False)
 
 
 def _data_root(data_root: Path, dataset: str) -> Path:

@@ -42,14 +42,17 @@ class Settings:
     n_test: int | None = None
     patchcore_ratio: float = 0.1
     smoke: bool = False
+    # REB Fig. 5: K from 1 to 57; Fig. 4: coreset ratios 100, 50, 10, 1, 0.1 %.
+    k_values: tuple[int, ...] = tuple(range(1, 58, 4))
+    coreset_ratios: tuple[float, ...] = (1.0, 0.5, 0.1, 0.01, 0.001)
 
 
 @dataclass(frozen=True)
 class Table:
-    """A reproducible table: its published CSV, the keys joining ours to it, and its datasets."""
+    """A reproducible table or figure: its published CSV, the join keys to it, its datasets."""
 
     name: str
-    published: str
+    published: str | None
     datasets: tuple[str, ...]
     join: tuple[str, ...]
     description: str
@@ -69,6 +72,20 @@ TABLES = {
         datasets=("mvtec_ad", "mvtec_loco"),
         join=("dataset", "representation", "method", "category", "metric"),
         description="REB Table 6: KNN, Kth-NN, LOF, LDOF and LDKNN on one ImageNet memory bank",
+    ),
+    "fig4": Table(
+        name="fig4",
+        published=None,
+        datasets=("mvtec_ad",),
+        join=(),
+        description="REB Fig. 4: image AUROC against test images per second over coreset ratios",
+    ),
+    "fig5": Table(
+        name="fig5",
+        published=None,
+        datasets=("mvtec_ad", "mvtec_loco", "btad"),
+        join=(),
+        description="REB Fig. 5: image AUROC against K for KNN and LDKNN on one memory bank",
     ),
 }
 
@@ -116,12 +133,44 @@ def _variants_job(settings: Settings) -> dict:
     return job
 
 
+def _k_sweep_job(settings: Settings) -> dict:
+    job = _ldknn_job(settings)
+    job.update(
+        key="k_sweep",
+        method="LDKNN",
+        variants=[
+            {"method": label, "scorer": scorer, "k": k, "parameter": k}
+            for scorer, label in (("knn", "KNN"), ("ldknn", "LDKNN"))
+            for k in settings.k_values
+        ],
+    )
+    return job
+
+
+def _coreset_sweep(job: dict, argument: str, settings: Settings) -> dict:
+    job["key"] += "_coreset_sweep"
+    job["report_speed"] = True
+    job["sweep"] = [
+        {"method": job["method"], "parameter": ratio, "init_args": {argument: ratio}}
+        for ratio in settings.coreset_ratios
+    ]
+    return job
+
+
 def model_jobs(table: str, settings: Settings) -> list[dict]:
     """The model part of every job of a table (the same for every category)."""
     if table == "table2":
         return [_ldknn_job(settings), _patchcore_job(settings)]
     if table == "table6":
         return [_variants_job(settings)]
+    if table == "fig4":
+        ldknn = {**_ldknn_job(settings), "method": "LDKNN"}
+        return [
+            _coreset_sweep(ldknn, "coreset_ratio", settings),
+            _coreset_sweep(_patchcore_job(settings), "coreset_sampling_ratio", settings),
+        ]
+    if table == "fig5":
+        return [_k_sweep_job(settings)]
     msg = f"table must be one of {sorted(TABLES)}, got {table!r}"
     raise ValueError(msg)
 
