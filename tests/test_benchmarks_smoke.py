@@ -50,6 +50,7 @@ def test_compare_joins_published_rows_and_means() -> None:
             "backbone": "resnet18",
             "representation": "",
             "method": "LDKNN (K=5)",
+            "parameter": "",
             "category": ["carpet", "grid"],
             "metric": "image_auroc",
             "value": [99.0, 98.0],
@@ -64,7 +65,7 @@ def test_compare_joins_published_rows_and_means() -> None:
     assert rows.loc["mean", "ours"] == pytest.approx(98.5)
     assert rows.loc["mean", "published"] == 99.1
     assert rows.loc["mean", "categories"] == "2/15"
-    assert "| mvtec_ad | resnet18 |  | LDKNN (K=5) | mean | image_auroc | 98.5 | 99.1 | -0.6 | 2/15 |" in (
+    assert "| mvtec_ad | resnet18 |  | LDKNN (K=5) |  | mean | image_auroc | 98.5 | 99.1 | -0.6 | 2/15 |" in (
         markdown("table2", results)
     )
 
