@@ -116,7 +116,6 @@ def run(spec: dict) -> dict:
     from .metrics import ScoreCollector
 
     seed_everything(spec["seed"], workers=True)
-    torch.set_num_threads(spec.get("threads") or torch.get_num_threads())
     datamodule = _limited_datamodule(
         spec["datamodule"],
         spec.get("n_train"),
