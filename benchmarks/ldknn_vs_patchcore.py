@@ -282,9 +282,16 @@ def main() -> None:
     parser.add_argument("--patchcore-ratio", type=float, default=0.01, help="coreset ratio Patchcore runs at")
     parser.add_argument("--worker", choices=["patchcore", "ldknn"], help=argparse.SUPPRESS)
     parser.add_argument("--render", action="store_true", help="rewrite the tables from the saved JSON")
+    parser.add_argument("--note", default="", help="a sentence on how the run went, kept in the results")
+    parser.add_argument(
+        "--reuse-ldknn",
+        action="store_true",
+        help="keep the Ldknn result of the saved JSON, run Patchcore only",
+    )
     args = parser.parse_args()
     if args.render:
         saved = json.loads(RESULTS.with_suffix(".json").read_text())
+        args.note = args.note or saved.get("note", "")
         _write(saved["ldknn"], saved["patchcore"], args, saved["load_averages"], saved["started"])
         return
     if args.worker:
@@ -293,12 +300,17 @@ def main() -> None:
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     base_env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
-    loads = {"start": _uptime()}
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    ldknn = _run_worker("ldknn", args, base_env)
-    loads["after_ldknn"] = _uptime()
-    raw = {"started": started, "load_averages": loads, "ldknn": ldknn}
-    RESULTS.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n")
+    if args.reuse_ldknn:
+        raw = json.loads(RESULTS.with_suffix(".json").read_text())
+        started, loads, ldknn = raw["started"], raw["load_averages"], raw["ldknn"]
+        loads["before_patchcore"] = _uptime()
+    else:
+        loads = {"start": _uptime()}
+        started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        ldknn = _run_worker("ldknn", args, base_env)
+        loads["after_ldknn"] = _uptime()
+        raw = {"started": started, "load_averages": loads, "ldknn": ldknn}
+        RESULTS.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n")
     patchcore_env = {**base_env, **_offline_hf_env(), "MALLOC_MMAP_THRESHOLD_": "1048576"}
     patchcore = _run_worker("patchcore", args, patchcore_env)
     loads["after_patchcore"] = _uptime()
@@ -417,6 +429,7 @@ def _write(ldknn: dict, patchcore: dict, args: argparse.Namespace, loads: dict, 
         f"{ldknn['peak_rss_bytes_after_local_density'] / gb:.2f}, end of run (test + timing) "
         f"{ldknn['peak_rss_bytes'] / gb:.2f}.",
         "",
+        *([f"**Run note.** {args.note}", ""] if args.note else []),
         "## How measured",
         "",
         "- One script, one run: each model in its own fresh Python process (`--worker`), Ldknn first.",
@@ -433,8 +446,9 @@ def _write(ldknn: dict, patchcore: dict, args: argparse.Namespace, loads: dict, 
         f"Command (from the repository root): `{command}`",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, shared with other engineers' jobs "
-        f"(timings noisy). Run started {started}. Load averages (1, 5, 15 min): at start "
-        f"{loads['start']}, after Ldknn {loads['after_ldknn']}, after Patchcore {loads['after_patchcore']}.",
+        f"(timings noisy). Run started {started}. Load averages (1, 5, 15 min): "
+        + ", ".join(f"{when.replace('_', ' ')} {value}" for when, value in loads.items())
+        + ".",
         "",
     ]
     RESULTS.with_suffix(".md").write_text("\n".join(lines))
@@ -447,6 +461,7 @@ def _write(ldknn: dict, patchcore: dict, args: argparse.Namespace, loads: dict, 
         "patchcore": patchcore,
         "derived": derived,
         "targets_met": targets,
+        "note": args.note,
     }
     RESULTS.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {RESULTS.with_suffix('.md')} and .json")
