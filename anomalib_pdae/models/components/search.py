@@ -55,7 +55,7 @@ def faiss_knn(
     chunk: int = 8192,
     progress: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours by faiss ``IndexFlatL2`` (squared distances), for fitting.
+    """Exact k nearest neighbours by faiss brute force (squared L2 distances), for fitting.
 
     With ``exclude_self`` the queries are bank points: one extra neighbour is searched and each
     query's own entry (the first neighbour when its distance is 0, else the last one) is
@@ -68,11 +68,10 @@ def faiss_knn(
         [1.0, 1.0, 4.0]
     """
     queries, bank = _as_float32(queries), _as_float32(bank)
-    index = faiss.IndexFlatL2(bank.shape[1])
-    index.add(bank)
     starts = range(0, len(queries), chunk)
+    # faiss.knn searches the bank in place; an index would keep a second copy of it.
     results = [
-        index.search(queries[start : start + chunk], k + 1 if exclude_self else k)
+        faiss.knn(queries[start : start + chunk], bank, k + 1 if exclude_self else k)
         for start in tqdm(starts, desc=progress, disable=progress is None, leave=False)
     ]
     distances = np.concatenate([r[0] for r in results]).clip(min=0)

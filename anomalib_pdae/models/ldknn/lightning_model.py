@@ -122,8 +122,7 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         if not self.embeddings:
             msg = "Ldknn received no training images: check the datamodule's training split."
             raise ValueError(msg)
-        embeddings = torch.cat(self.embeddings)
-        self.embeddings.clear()
+        embeddings = _drain(self.embeddings)
         logger.info("Fitting LDKNN on %d patch embeddings.", len(embeddings))
         self.model.fit(embeddings.to(self.device))
 
@@ -163,3 +162,14 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
     def learning_type(self) -> LearningType:
         """Trained on normal images only."""
         return LearningType.ONE_CLASS
+
+
+def _drain(batches: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate and empty ``batches`` at once, so the bank is never held twice in memory."""
+    out = batches[0].new_empty(sum(len(b) for b in batches), batches[0].shape[1])
+    start = 0
+    while batches:
+        batch = batches.pop(0)
+        out[start : start + len(batch)] = batch
+        start += len(batch)
+    return out
