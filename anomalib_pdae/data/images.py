@@ -39,8 +39,8 @@ def read_image(path: str | Path) -> torch.Tensor:
     Example:
         >>> import numpy as np
         >>> from PIL import Image
-        >>> Image.fromarray(np.full((2, 2), 65535, np.uint16)).save("/tmp/white16.png")
-        >>> read_image("/tmp/white16.png")[:, 0, 0]
+        >>> Image.fromarray(np.full((2, 2), 65535, np.uint16)).save("white16.png")
+        >>> read_image("white16.png")[:, 0, 0]
         tensor([1., 1., 1.])
     """
     with Image.open(path) as image:

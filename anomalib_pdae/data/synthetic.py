@@ -24,7 +24,7 @@ def make_synthetic_dataset(
     ``MVTecAD`` datamodule expects (``MVTecAD(root=root, category=category)``).
 
     Example:
-        >>> folder = make_synthetic_dataset("/tmp/data", n_train=4, n_test_good=2, n_test_defect=2)
+        >>> folder = make_synthetic_dataset("data", n_train=4, n_test_good=2, n_test_defect=2)
         >>> sorted(p.name for p in folder.iterdir())
         ['ground_truth', 'test', 'train']
     """
