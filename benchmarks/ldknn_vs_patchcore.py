@@ -152,7 +152,9 @@ def _patchcore_worker(args: argparse.Namespace) -> dict:
     target_bank = stages.pop("random_target_bank")
     result.update(stages)
     result["coreset_ratio"] = args.patchcore_ratio
-    result["pretrained_source"] = os.environ.get("HF_HOME", "")
+    result["pretrained_source"] = (
+        "offline timm cache (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") else "timm hub"
+    )
     # Inference time with a bank the size of a 10% coreset (random rows: timing only, no AUROC).
     images = _timing_images(args.data_root, transform)
     net = model.model.eval()
