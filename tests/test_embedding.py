@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from anomalib_pdae.models.components import PatchEmbedding, neighbourhood_pool
+from anomalib_pdae.models.components.embedding import pool_concatenated
 
 
 def unfold_pool(features: torch.Tensor, kernel_size: int, out_dim: int) -> torch.Tensor:
@@ -39,6 +40,24 @@ def test_neighbourhood_pool_equals_unfold_reference(shape, kernel_size, out_dim)
 def test_neighbourhood_pool_rejects_even_kernel():
     with pytest.raises(ValueError, match="odd"):
         neighbourhood_pool(torch.rand(1, 2, 4, 4), 2, 4)
+
+
+@pytest.mark.parametrize(
+    ("shapes", "out_dim"),
+    [
+        (((2, 16, 8, 8), (2, 16, 4, 4)), 16),  # L·D → D: every bin inside one map
+        (((1, 7, 9, 9), (1, 5, 4, 4), (1, 3, 3, 3)), 4),  # bins straddle maps
+        (((1, 3, 8, 8), (1, 10, 4, 4)), 6),  # uneven bins
+        (((1, 4, 6, 6), (1, 2, 3, 3)), 9),  # more bins than channels: bins overlap
+    ],
+)
+def test_pool_concatenated_equals_upsample_concat_pool(shapes, out_dim):
+    generator = torch.Generator().manual_seed(out_dim)
+    maps = [torch.randn(shape, generator=generator) for shape in shapes]
+    grid = maps[0].shape[-2:]
+    upsampled = [F.interpolate(m, size=grid, mode="bilinear", align_corners=False) for m in maps]
+    expected = unfold_pool(torch.cat(upsampled, dim=1), 1, out_dim)
+    torch.testing.assert_close(pool_concatenated(maps, out_dim), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_reference_aggregation_matches_patchcore_reference_steps():

@@ -53,10 +53,13 @@ def greedy_coreset(
         picks = _picks_among_farthest(points, closest, min(candidates, count), n_select - len(selected))
         selected.extend(picks)
         bar.update(len(picks))
+        centers = points[picks]
+        center_norms = norms[picks]
         for start in range(0, count, ROW_CHUNK):
             rows = slice(start, start + ROW_CHUNK)
-            distances = _squared_to(points[rows], norms[rows], points[picks], norms[picks])
-            torch.minimum(closest[rows], distances.amin(1), out=closest[rows])
+            # min over centers of |c|² − 2 p·c, plus |p|²: one fused block, no N×centers copies
+            nearest = torch.addmm(center_norms, points[rows], centers.T, alpha=-2).amin(1)
+            torch.minimum(closest[rows], nearest.add_(norms[rows]).clamp_min_(0), out=closest[rows])
     bar.close()
     return np.asarray(selected, dtype=np.int64)
 

@@ -74,6 +74,51 @@ def _pooling_plan(channels: int, kernel_size: int, out_dim: int) -> tuple[torch.
     return torch.tensor(piece_bin), torch.tensor(piece_channel), weights, torch.tensor(bin_sizes)
 
 
+def pool_concatenated(maps: Sequence[torch.Tensor], out_dim: int) -> torch.Tensor:
+    """``maps`` upsampled to the first one's grid, concatenated, channels average-pooled to ``out_dim``.
+
+    Equal to ``neighbourhood_pool(torch.cat(upsampled maps, 1), 1, out_dim)``, i.e.
+    ``adaptive_avg_pool1d`` over the concatenated channel axis, without building the
+    concatenation: bilinear upsampling treats every channel alone, so each map's share of each
+    pooling bin is summed at the map's own resolution first and only those sums are upsampled.
+
+    Example:
+        >>> pool_concatenated([torch.rand(1, 512, 32, 32), torch.rand(1, 512, 16, 16)], 512).shape
+        torch.Size([1, 512, 32, 32])
+    """
+    plan, bin_sizes = _concatenation_plan(tuple(m.shape[1] for m in maps), out_dim)
+    first = maps[0]
+    sums = first.new_zeros(first.shape[0], out_dim, *first.shape[-2:])
+    for features, (low, high, bins, channels) in zip(maps, plan, strict=True):
+        share = features.new_zeros(features.shape[0], high - low, *features.shape[-2:])
+        share.index_add_(1, bins.to(features.device), features[:, channels.to(features.device)])
+        sums[:, low:high] += _resize(share, first.shape[-2:])
+    return sums / bin_sizes.to(sums).view(1, -1, 1, 1)
+
+
+@lru_cache(maxsize=32)
+def _concatenation_plan(channel_counts: tuple[int, ...], out_dim: int) -> tuple[list, torch.Tensor]:
+    """Per map: the bins ``[low, high)`` it touches, each channel's bin (from ``low``), the channels.
+
+    A channel on the border of two ``adaptive_avg_pool1d`` bins is listed once per bin.
+    """
+    total = sum(channel_counts)
+    starts = [index * total // out_dim for index in range(out_dim)]
+    ends = [-(-(index + 1) * total // out_dim) for index in range(out_dim)]
+    plan, offset = [], 0
+    for count in channel_counts:
+        pieces = [
+            (index, channel - offset)
+            for index in range(out_dim)
+            for channel in range(max(starts[index], offset), min(ends[index], offset + count))
+        ]
+        low, high = pieces[0][0], pieces[-1][0] + 1
+        bins, channels = zip(*pieces, strict=True)
+        plan.append((low, high, torch.tensor(bins) - low, torch.tensor(channels)))
+        offset += count
+    return plan, torch.tensor([end - start for start, end in zip(starts, ends, strict=True)])
+
+
 class PatchEmbedding(nn.Module):
     """Turns multi-layer feature maps into one embedding per location of the first map.
 
@@ -111,9 +156,8 @@ class PatchEmbedding(nn.Module):
                 F.avg_pool2d(f, self.patch_size, stride=1, padding=self.patch_size // 2) for f in features
             ]
             return torch.cat([_resize(f, size) for f in pooled], dim=1)
-        layers = [_resize(neighbourhood_pool(f, self.patch_size, self.embedding_dim), size) for f in features]
-        stacked = torch.cat(layers, dim=1)  # (B, L·D, H, W): each layer's vector in turn
-        return neighbourhood_pool(stacked, 1, self.embedding_dim)
+        layers = [neighbourhood_pool(f, self.patch_size, self.embedding_dim) for f in features]
+        return pool_concatenated(layers, self.embedding_dim)
 
 
 def _resize(features: torch.Tensor, size: torch.Size) -> torch.Tensor:

@@ -16,6 +16,9 @@ from anomalib_pdae.models.components import Backbone, PatchEmbedding, greedy_cor
 from . import scorers
 
 IMAGE_SCORES = ("block_max", "max")
+# Images embedded at once while collecting the bank: the backbone's activations for a whole
+# training batch would sit on top of the growing bank (batch 32 at 256 px: about 0.5 GB).
+TRAIN_CHUNK = 8
 # Buffers filled by ``fit``; every one may change size between checkpoints.
 BANK_BUFFERS = ("memory_bank", "local_density", "k_distance", "lrd")
 
@@ -89,11 +92,11 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | InferenceBatch:
         """Training: embeddings ``(B·H·W, D)``. Eval: image scores and blurred anomaly maps."""
-        embedding = self.embed(images)
-        batch, dim, height, width = embedding.shape
-        queries = embedding.permute(0, 2, 3, 1).reshape(-1, dim)
         if self.training:
-            return queries
+            return torch.cat([_rows(self.embed(part)) for part in images.split(TRAIN_CHUNK)])
+        embedding = self.embed(images)
+        batch, _, height, width = embedding.shape
+        queries = _rows(embedding)
         self.check_fitted()
         statistics = {name: getattr(self, name) for name in BANK_BUFFERS[1:]}
         patch_scores = scorers.score(
@@ -152,6 +155,11 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         self.memory_bank = memory.contiguous()
         for name in BANK_BUFFERS[1:]:
             setattr(self, name, tables.get(name, torch.empty(0)).to(memory.device))
+
+
+def _rows(embedding: torch.Tensor) -> torch.Tensor:
+    """``(B, D, H, W)`` → one row per patch ``(B·H·W, D)``, image by image, row-major."""
+    return embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1])
 
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:

@@ -6,11 +6,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from anomalib_pdae.models.components import Backbone
-from anomalib_pdae.models.components.embedding import neighbourhood_pool
+from anomalib_pdae.models.components.embedding import pool_concatenated
 
 
 class StandardisedFeatures(nn.Module):
@@ -18,7 +17,7 @@ class StandardisedFeatures(nn.Module):
 
     Deeper maps are upsampled bilinearly to the first map's grid and concatenated; each
     location's channel vector is average-pooled to ``feature_dim`` values (``adaptive_avg_pool1d``
-    over channels, i.e. :func:`neighbourhood_pool` with a 1×1 neighbourhood). The result is
+    over channels, :func:`pool_concatenated`). The result is
     standardised with per-channel ``mean``/``std`` buffers, which :meth:`fit` sets from the
     training images (until then they are 0 and 1).
 
@@ -51,12 +50,7 @@ class StandardisedFeatures(nn.Module):
     @torch.no_grad()
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, feature_dim, h, w)`` before standardisation, from RGB images in ``[0, 1]``."""
-        maps = self.backbone(images)
-        grid = maps[0].shape[-2:]
-        maps = [maps[0]] + [
-            F.interpolate(m, size=grid, mode="bilinear", align_corners=False) for m in maps[1:]
-        ]
-        return neighbourhood_pool(torch.cat(maps, dim=1), 1, self.feature_dim)
+        return pool_concatenated(self.backbone(images), self.feature_dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Standardised features ``(B, feature_dim, h, w)``."""
