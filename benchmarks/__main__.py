@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from .figures import plot
+from .reb_rows import chosen_k_markdown
 from .report import markdown
 from .runner import build_specs, read_results, run_table
 from .tables import BACKBONES, TABLES, Settings
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> Path:
         notes = (
             notes.split(" The published")[0] + "\n\n" if notes else ""
         ) + f"![{args.table}]({figure.name})"
-    report.write_text(markdown(args.table, results, stand_in, notes))
+    report.write_text(markdown(args.table, results, stand_in, notes) + chosen_k_markdown(results))
     print(f"wrote {results_csv} and {report}")
     return report
 

@@ -114,6 +114,7 @@ def run(spec: dict) -> dict:
     from lightning.pytorch import seed_everything
 
     from .metrics import ScoreCollector
+    from .reb_rows import prepare
 
     seed_everything(spec["seed"], workers=True)
     datamodule = _limited_datamodule(
@@ -127,7 +128,8 @@ def run(spec: dict) -> dict:
         eval_batch_size=spec["batch_size"],
         num_workers=spec["num_workers"],
     )
-    rows, runs = [], []
+    spec, extra = prepare(spec, datamodule, _model)
+    rows, runs = extra.pop("rows"), []
     collector = ScoreCollector()
     fit_seconds = []
     for item in spec.get("sweep") or [{}]:
@@ -176,6 +178,7 @@ def run(spec: dict) -> dict:
         "torch": torch.__version__,
         "machine": platform.machine(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
     }
     Path(spec["log"]).write_text(json.dumps(log, indent=2) + "\n")
     return log

@@ -64,14 +64,20 @@ TABLES = {
         published="reb_table2",
         datasets=("mvtec_ad",),
         join=("dataset", "backbone", "method", "category", "metric"),
-        description="REB Table 2 (MVTec AD): LDKNN with fixed K and anomalib's PatchCore",
+        description=(
+            "REB Table 2 (MVTec AD): LDKNN (fixed and variable K), DefectMaker, REB (fixed and "
+            "variable K) and anomalib's PatchCore"
+        ),
     ),
     "table6": Table(
         name="table6",
         published="reb_table6",
         datasets=("mvtec_ad", "mvtec_loco"),
         join=("dataset", "representation", "method", "category", "metric"),
-        description="REB Table 6: KNN, Kth-NN, LOF, LDOF and LDKNN on one ImageNet memory bank",
+        description=(
+            "REB Table 6: KNN, Kth-NN, LOF, LDOF and LDKNN on one memory bank, ImageNet and "
+            "DefectMaker-fine-tuned weights"
+        ),
     ),
     "fig4": Table(
         name="fig4",
@@ -133,6 +139,55 @@ def _variants_job(settings: Settings) -> dict:
     return job
 
 
+# REB's DefectMaker fine-tuning (SPEC §4): the paper's schedule, 48 base images (×7 variants)
+# per forward at the table's input size; the smoke mode's: 3 updates of 28 images at 64×64.
+# "variable" as a K: chosen per category on training images only (benchmarks/variable_k.py).
+# See benchmarks/reb_rows.py.
+FINETUNE = {
+    "num_updates": 300, "images_per_update": 1000, "freeze_updates": 40, "restart_period": 330,
+    "batch_size": 48,
+}  # fmt: skip
+SMOKE_FINETUNE = {
+    "num_updates": 3, "images_per_update": 28, "freeze_updates": 1, "restart_period": 4, "batch_size": 4,
+    "image_size": 64,
+}  # fmt: skip
+VARIABLE_K = "variable"
+
+
+def _finetune(settings: Settings) -> dict:
+    return dict(SMOKE_FINETUNE if settings.smoke else FINETUNE)
+
+
+def _ldknn_variable_k_job(settings: Settings) -> dict:
+    job = _ldknn_job(settings)
+    job.update(key="ldknn_variable_k", method="LDKNN (variable K)")
+    job["init_args"] = {**job["init_args"], "k": VARIABLE_K}
+    return job
+
+
+def _reb_job(settings: Settings) -> dict:
+    """DefectMaker (plain KNN, K=1) and REB (LDKNN, fixed and variable K) on one fine-tuned bank."""
+    k = BACKBONES[settings.backbone]["k"]
+    job = _ldknn_job(settings)
+    job.update(
+        key="reb",
+        method=f"REB (K={k})",
+        finetune=_finetune(settings),
+        variants=[
+            {"method": "DefectMaker", "scorer": "knn", "k": 1},
+            {"method": f"REB (K={k})", "scorer": "ldknn", "k": k},
+            {"method": "REB (variable K)", "scorer": "ldknn", "k": VARIABLE_K},
+        ],
+    )
+    return job
+
+
+def _defectmaker_variants_job(settings: Settings) -> dict:
+    job = _variants_job(settings)
+    job.update(key="knn_variants_defectmaker", representation="DefectMaker", finetune=_finetune(settings))
+    return job
+
+
 def _k_sweep_job(settings: Settings) -> dict:
     job = _ldknn_job(settings)
     job.update(
@@ -160,9 +215,14 @@ def _coreset_sweep(job: dict, argument: str, settings: Settings) -> dict:
 def model_jobs(table: str, settings: Settings) -> list[dict]:
     """The model part of every job of a table (the same for every category)."""
     if table == "table2":
-        return [_ldknn_job(settings), _patchcore_job(settings)]
+        return [
+            _ldknn_job(settings),
+            _patchcore_job(settings),
+            _ldknn_variable_k_job(settings),
+            _reb_job(settings),
+        ]
     if table == "table6":
-        return [_variants_job(settings)]
+        return [_variants_job(settings), _defectmaker_variants_job(settings)]
     if table == "fig4":
         ldknn = {**_ldknn_job(settings), "method": "LDKNN"}
         return [

@@ -88,13 +88,15 @@ def test_smoke_mode_runs_end_to_end(
     assert "running" in output
     frame = pd.read_csv(tmp_path / f"{table}.csv", keep_default_na=False)
     expected_methods = {
-        "table2": {"LDKNN (K=5)", "PatchCore"},
+        "table2": {"LDKNN (K=5)", "PatchCore", "LDKNN (variable K)", "DefectMaker", "REB (K=5)"}
+        | {"REB (variable K)"},
         "table6": set(SCORERS.values()),
         "fig4": {"LDKNN", "PatchCore"},
         "fig5": {"KNN", "LDKNN"},
     }[table]
     assert set(frame["method"]) == expected_methods
     metrics = {"image_auroc", "pixel_auroc"} | ({"images_per_second"} if table == "fig4" else set())
+    metrics |= {"k"} if table == "table2" else set()  # the chosen variable K
     assert set(frame["metric"]) == metrics
     assert all(math.isfinite(v) and v > 0 for v in frame["value"])
     aurocs = frame[frame["metric"] != "images_per_second"]["value"]

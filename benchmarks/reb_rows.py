@@ -1,0 +1,199 @@
+"""REB Table 2/6 rows that need more than one fit: DefectMaker fine-tuning and variable K.
+
+:func:`prepare` runs inside a job process (:mod:`benchmarks.job`) before the model is fitted:
+
+- ``spec["finetune"]``: the backbone is fine-tuned with REB's DefectMaker task (:class:`Reb`,
+  stopped as soon as its updates are done, before it builds a memory bank) and the job's
+  ``Ldknn`` loads the fine-tuned weights instead of the ImageNet ones. The weights are kept in
+  ``<results>/finetuned/`` with a JSON record of how they were made; every later job of the same
+  category, backbone, seed and fine-tuning settings (in any table written to the same results
+  folder) reuses them, so each category is fine-tuned once.
+- ``"variable"`` as a K (``init_args["k"]`` or a variant's ``k``): K is chosen per category by
+  :func:`benchmarks.variable_k.choose_k` on training images only, and a ``metric = "k"`` row
+  records the choice.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .tables import BACKBONES, VARIABLE_K
+
+VARIABLE = VARIABLE_K
+
+
+def _stop_after_finetuning():
+    """A callback stopping ``Reb``'s fit once its updates are done (its memory bank is not needed)."""
+    from lightning.pytorch import Callback
+
+    class StopAfterFinetuning(Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args, **kwargs) -> None:
+            del args, kwargs
+            if pl_module.finetuned:
+                trainer.should_stop = True
+
+    return StopAfterFinetuning()
+
+
+def finetuned_path(spec: dict) -> Path:
+    """Where a job's fine-tuned backbone is kept: ``<results>/finetuned/``, beside ``runs/``."""
+    name = f"{spec['dataset']}.{spec['category']}.{spec['backbone']}.seed{spec['seed']}.safetensors"
+    return Path(spec["log"]).resolve().parents[1] / "finetuned" / name
+
+
+def _record(spec: dict) -> dict:
+    """What determines the fine-tuned weights; a stored file is reused only if this matches."""
+    return {
+        "dataset": spec["dataset"],
+        "category": spec["category"],
+        "backbone": spec["backbone"],
+        "source_weights": Path(spec["weights"]).name if spec.get("weights") else "timm pretrained",
+        "image_size": spec["image_size"],
+        "n_train": spec.get("n_train"),
+        "seed": spec["seed"],
+        "finetune": spec["finetune"],
+    }
+
+
+def finetuned_backbone(spec: dict, datamodule) -> tuple[Path, dict]:
+    """The DefectMaker-fine-tuned backbone of the spec's category: reused if stored, else trained."""
+    from anomalib.engine import Engine
+
+    from anomalib_pdae.models.reb import Reb
+
+    path = finetuned_path(spec)
+    info_path = path.with_suffix(".json")
+    record = _record(spec)
+    if path.is_file() and info_path.is_file():
+        stored = json.loads(info_path.read_text())
+        if stored.get("record") == record:
+            return path, {**stored, "reused": True}
+    settings = dict(spec["finetune"])
+    batch_size = settings.pop("batch_size")
+    size = settings.pop("image_size", spec["image_size"])
+    weights = spec.get("weights")
+    model = Reb(
+        backbone=spec["backbone"],
+        layers=spec["init_args"]["layers"],
+        pre_trained=weights is None,
+        weights=weights,
+        seed=spec["seed"],
+        backbone_path=path,
+        pre_processor=Reb.configure_pre_processor((size, size)),
+        post_processor=False,
+        evaluator=False,
+        visualizer=False,
+        **settings,
+    )
+    previous = datamodule.train_batch_size
+    datamodule.train_batch_size = batch_size
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as root:
+        engine = Engine(
+            default_root_dir=root,
+            logger=False,
+            accelerator=spec["accelerator"],
+            devices=1,
+            enable_progress_bar=False,
+            limit_val_batches=0,
+            callbacks=[_stop_after_finetuning()],
+        )
+        engine.fit(model, datamodule=datamodule)
+        metrics = {
+            name: float(engine.trainer.callback_metrics[name])
+            for name in ("ssl_loss", "ssl_accuracy")
+            if name in engine.trainer.callback_metrics
+        }
+    datamodule.train_batch_size = previous
+    if not model.finetuned or not path.is_file():
+        msg = f"fine-tuning stopped after {int(model.updates)} of {model.num_updates} updates"
+        raise RuntimeError(msg)
+    stored = {
+        "record": record,
+        "updates": int(model.updates),
+        "seconds": time.perf_counter() - started,
+        "last_batch": metrics,
+        "weights_file": path.name,
+    }
+    info_path.write_text(json.dumps(stored, indent=2) + "\n")
+    return path, {**stored, "reused": False}
+
+
+def _variable_methods(spec: dict) -> list[str]:
+    methods = [v["method"] for v in spec.get("variants") or [] if v.get("k") == VARIABLE]
+    if spec["init_args"].get("k") == VARIABLE and not spec.get("variants"):
+        methods.append(spec["method"])
+    return methods
+
+
+def prepare(spec: dict, datamodule, build_model: Callable[[dict], object]) -> tuple[dict, dict]:
+    """Fine-tune and/or choose K as the spec asks; return the spec to fit and extra log entries.
+
+    ``build_model(spec)`` builds the job's Lightning model (used for its torch model and its
+    pre-processing when choosing K). The extra entries hold ``rows`` (the chosen K as
+    ``metric = "k"`` rows) and the ``finetune`` / ``variable_k`` records for the JSON log.
+    """
+    from lightning.pytorch import seed_everything
+
+    from .variable_k import K_CANDIDATES, choose_k
+
+    extra: dict = {"rows": []}
+    variable = _variable_methods(spec)
+    if not spec.get("finetune") and not variable:
+        return spec, extra
+    if not hasattr(datamodule, "train_data"):
+        datamodule.setup()
+    if spec.get("finetune"):
+        path, extra["finetune"] = finetuned_backbone(spec, datamodule)
+        spec = {**spec, "weights": str(path)}
+        seed_everything(spec["seed"], workers=True)
+    if variable:
+        default = BACKBONES[spec["backbone"]]["k"]
+        fixed = {**spec, "init_args": {**spec["init_args"], "k": default}}
+        model = build_model(fixed)
+        selection = choose_k(
+            model.model,
+            datamodule.train_data,
+            model.pre_processor.transform,
+            K_CANDIDATES[spec["dataset"]],
+            default,
+            seed=spec["seed"],
+            batch_size=spec["batch_size"],
+        )
+        k = selection.k
+        init_args = dict(spec["init_args"])
+        if init_args.get("k") == VARIABLE:
+            init_args["k"] = k
+        variants = [{**v, "k": k} if v.get("k") == VARIABLE else v for v in spec.get("variants") or []]
+        spec = {**spec, "init_args": init_args, **({"variants": variants} if variants else {})}
+        extra["variable_k"] = selection.log()
+        extra["rows"] = [{"method": m, "parameter": "", "metric": "k", "value": float(k)} for m in variable]
+        seed_everything(spec["seed"], workers=True)
+    return spec, extra
+
+
+def chosen_k_markdown(results) -> str:
+    """A markdown section listing, per category, the fixed K and each variable-K row's chosen K."""
+    chosen = results[results["metric"] == "k"]
+    if chosen.empty:
+        return ""
+    lines = [
+        "## Variable K, chosen without test labels",
+        "",
+        "K per category from REB's candidates by image AUROC on held-out normal training images "
+        "and DefectMaker pseudo-anomalies made from them (benchmarks/variable_k.py); fixed K is "
+        "the table's. Validation AUROCs per K are in the job logs (`runs/*.json`, `variable_k`).",
+        "",
+        "| dataset | backbone | category | method | fixed K | chosen K |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in chosen.itertuples(index=False):
+        fixed = BACKBONES[row.backbone]["k"]
+        lines.append(
+            f"| {row.dataset} | {row.backbone} | {row.category} | {row.method} | {fixed} | {int(row.value)} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,272 @@
+"""LDKNN's "variable K" chosen per category without test labels.
+
+REB's "variable K" rows pick K per class by the test AUROC. Here K is chosen from training
+images only, so the test split is never read before the single final test:
+
+1. **Hold out** a seeded random fraction (``holdout``, default 20 %, at least 2 images) of the
+   category's *training* images.
+2. **Memory bank** of the remaining training images, embedded exactly as the final model embeds
+   (same backbone, weights, layers, input size, coreset ratio). The held-out images are not in it.
+3. **Validation set**: the held-out images as normals, and from each of them one DefectMaker
+   pseudo-anomaly of each of the six defect types (3 shapes × 2 fills), fused into the untouched
+   image; cut-paste fills are cut from another held-out image.
+4. **Score** the validation images with LDKNN on that bank for every candidate K (the local
+   densities of all K come from one neighbour search) and compute the image AUROC per K.
+5. **Pick** the K with the highest AUROC. Ties go to the table's fixed K when it is among the
+   best, otherwise to the smallest tied K.
+
+The caller then fits on the full training set with the chosen K and tests once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from anomalib_pdae.data.defectmaker import DEFECT_TYPES, DefectMaker, Saliency
+from anomalib_pdae.models.components import greedy_coreset
+from anomalib_pdae.models.components.search import faiss_knn, nearest_neighbours
+from anomalib_pdae.models.ldknn import LdknnModel
+
+from .metrics import auroc
+
+# REB's K sweep on MVTec AD (its code); the smoke stand-in uses the same list.
+K_CANDIDATES = {"mvtec_ad": (3, 5, 7, 9, 11), "kolektorsdd": (3, 5, 7, 9, 11)}
+HOLDOUT = 0.2
+EPSILON = 1e-12
+
+
+@dataclass
+class KSelection:
+    """The chosen K, the validation AUROC of every candidate and what the selection used."""
+
+    k: int
+    aurocs: dict[int, float]
+    default: int
+    bank_indices: list[int]
+    holdout_indices: list[int]
+    bank_patches: int
+    n_normal: int
+    n_anomalous: int
+    seconds: float
+
+    def log(self) -> dict:
+        """JSON-ready record (AUROC keys as strings)."""
+        record = asdict(self)
+        record["aurocs"] = {str(k): v for k, v in self.aurocs.items()}
+        return record
+
+
+def pick_k(aurocs: dict[int, float], default: int) -> int:
+    """The K of the highest AUROC; ties go to ``default`` if it is among them, else the smallest.
+
+    Example:
+        >>> pick_k({3: 90.0, 5: 95.0, 7: 95.0}, default=7)
+        7
+        >>> pick_k({3: 90.0, 5: 95.0, 7: 95.0}, default=3)
+        5
+    """
+    best = max(aurocs.values())
+    tied = sorted(k for k, value in aurocs.items() if value == best)
+    return default if default in tied else tied[0]
+
+
+def split_holdout(n_images: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split of ``n_images`` training images into (bank, held-out) index lists."""
+    if not 0 < fraction < 1:
+        msg = f"holdout must be in (0, 1), got {fraction}"
+        raise ValueError(msg)
+    count = max(2, round(fraction * n_images))
+    if n_images - count < 1:
+        msg = f"variable K needs at least {count + 1} training images to hold {count} out, got {n_images}"
+        raise ValueError(msg)
+    holdout = sorted(random.Random(seed).sample(range(n_images), count))
+    chosen = set(holdout)
+    return [i for i in range(n_images) if i not in chosen], holdout
+
+
+def pseudo_anomalies(
+    images: torch.Tensor,
+    rng: np.random.Generator,
+    maker: DefectMaker | None = None,
+    saliency: Saliency | None = None,
+) -> torch.Tensor:
+    """Six DefectMaker defects (one per type) fused into each ``[0, 1]`` image: ``(6·B, C, H, W)``."""
+    maker = maker or DefectMaker()
+    saliency = saliency or Saliency("foreground")
+    arrays = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    masks = [saliency(array) for array in arrays]
+    out = []
+    for index, (array, mask) in enumerate(zip(arrays, masks, strict=True)):
+        others = [j for j in range(len(arrays)) if j != index] or [index]
+        source = int(rng.choice(others))
+        for shape, fill in DEFECT_TYPES:
+            defect = maker.make(array, mask, shape, fill, rng, arrays[source], masks[source])
+            out.append(defect.image)
+    stacked = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+    return stacked.to(images.dtype) / 255.0
+
+
+def local_densities(
+    memory: torch.Tensor, full_bank: torch.Tensor, ks: Sequence[int], distance: str = "squared"
+) -> dict[int, torch.Tensor]:
+    """LDKNN's local density of every memory point for each K, from one search with the largest K.
+
+    Equal to ``scorers.fit_statistics("ldknn", memory, full_bank, k)["local_density"]`` for each k:
+    the K nearest neighbours are the first K of the largest-K search.
+    """
+    distances = faiss_knn(memory, full_bank, max(ks), exclude_self=True)[0]
+    if distance == "euclidean":
+        distances = np.sqrt(distances)
+    return {k: torch.from_numpy(distances[:, :k].mean(1)) for k in ks}
+
+
+def _image_scores(patch_scores: torch.Tensor, mode: str) -> torch.Tensor:
+    """Image score of ``(B, 1, H, W)`` patch scores, as :class:`LdknnModel` computes it."""
+    if mode == "block_max":
+        return F.avg_pool2d(patch_scores, 3).amax(dim=(1, 2, 3))
+    return patch_scores.amax(dim=(1, 2, 3))
+
+
+def validation_scores(
+    memory: torch.Tensor,
+    full_bank: torch.Tensor,
+    embeddings: torch.Tensor,
+    ks: Sequence[int],
+    ld_coefficient: float = 1.0,
+    density_mode: str = "subtract",
+    distance: str = "squared",
+    image_score: str = "block_max",
+) -> dict[int, torch.Tensor]:
+    """LDKNN image scores of embedded images ``(B, D, H, W)`` on ``memory`` for every K.
+
+    The 1-NN search does not depend on K; only the nearest point's local density does.
+    """
+    batch, dim, height, width = embeddings.shape
+    queries = embeddings.permute(0, 2, 3, 1).reshape(-1, dim)
+    nearest, index = nearest_neighbours(queries, memory, k=1)
+    nearest, index = nearest[:, 0], index[:, 0]
+    if distance == "euclidean":
+        nearest = nearest.sqrt()
+    scores = {}
+    for k, table in local_densities(memory, full_bank, ks, distance).items():
+        density = table.to(nearest.device)[index]
+        if density_mode == "subtract":
+            patch = nearest - ld_coefficient * density
+        else:
+            patch = nearest / (density + EPSILON).pow(ld_coefficient)
+        scores[k] = _image_scores(patch.reshape(batch, 1, height, width), image_score)
+    return scores
+
+
+def validation_aurocs(
+    memory: torch.Tensor,
+    full_bank: torch.Tensor,
+    normal: torch.Tensor,
+    anomalous: torch.Tensor,
+    ks: Sequence[int],
+    **scoring: object,
+) -> dict[int, float]:
+    """Image AUROC (percent) of each K: ``normal`` / ``anomalous`` are embeddings ``(B, D, H, W)``."""
+    scores = validation_scores(memory, full_bank, torch.cat([normal, anomalous]), ks, **scoring)
+    labels = torch.cat([torch.zeros(len(normal)), torch.ones(len(anomalous))])
+    return {k: auroc(value, labels) for k, value in scores.items()}
+
+
+def _images(
+    train_data: Sequence, indices: Sequence[int], transform: Callable[[torch.Tensor], torch.Tensor]
+) -> list[torch.Tensor]:
+    """The dataset's images at ``indices`` through ``transform`` only.
+
+    Augmentations a trainer attached to the dataset (e.g. another model's resize) are switched
+    off while reading.
+    """
+    augmentations = getattr(train_data, "augmentations", None)
+    if augmentations is not None:
+        train_data.augmentations = None
+    try:
+        return [transform(train_data[i].image) for i in indices]
+    finally:
+        if augmentations is not None:
+            train_data.augmentations = augmentations
+
+
+def _embed(model: LdknnModel, images: list[torch.Tensor] | torch.Tensor, batch_size: int) -> torch.Tensor:
+    parts = [
+        model.embed(torch.stack(list(images[start : start + batch_size])))
+        for start in range(0, len(images), batch_size)
+    ]
+    return torch.cat(parts)
+
+
+def choose_k(
+    model: LdknnModel,
+    train_data: Sequence,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    candidates: Sequence[int],
+    default: int,
+    holdout: float = HOLDOUT,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> KSelection:
+    """Choose LDKNN's K for one category from its training images only (see the module docstring).
+
+    Args:
+        model: an LDKNN torch model configured like the final one (its K is not used).
+        train_data: the category's training dataset (items with an ``image`` in ``[0, 1]``);
+            nothing else of the datamodule is read.
+        transform: the model's pre-processing (resize), applied to every image.
+        candidates: the K values to compare.
+        default: the table's fixed K, preferred on ties.
+        holdout: fraction of the training images held out as validation normals.
+        seed: seed of the split and of the pseudo-anomalies.
+        batch_size: images embedded at once.
+
+    Example:
+        >>> selection = choose_k(model, datamodule.train_data, resize, (3, 5, 7), 5)  # doctest: +SKIP
+        >>> selection.k, selection.aurocs  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    model.eval()
+    bank_indices, holdout_indices = split_holdout(len(train_data), holdout, seed)
+    normals = torch.stack(_images(train_data, holdout_indices, transform))
+    anomalies = pseudo_anomalies(normals, np.random.default_rng(seed))
+    with torch.no_grad():
+        full_bank = _embed(model, _images(train_data, bank_indices, transform), batch_size)
+        full_bank = full_bank.permute(0, 2, 3, 1).reshape(-1, full_bank.shape[1])
+        if max(candidates) >= len(full_bank):
+            msg = f"K up to {max(candidates)} needs more than {len(full_bank)} bank patches"
+            raise ValueError(msg)
+        memory = full_bank
+        if model.coreset_ratio < 1:
+            memory = full_bank[
+                torch.from_numpy(greedy_coreset(full_bank, model.coreset_ratio, progress=False))
+            ]
+        aurocs = validation_aurocs(
+            memory,
+            full_bank,
+            _embed(model, normals, batch_size),
+            _embed(model, anomalies, batch_size),
+            candidates,
+            ld_coefficient=model.ld_coefficient,
+            density_mode=model.density_mode,
+            distance=model.distance,
+            image_score=model.image_score,
+        )
+    return KSelection(
+        k=pick_k(aurocs, default),
+        aurocs=aurocs,
+        default=default,
+        bank_indices=bank_indices,
+        holdout_indices=holdout_indices,
+        bank_patches=len(full_bank),
+        n_normal=len(normals),
+        n_anomalous=len(anomalies),
+        seconds=time.perf_counter() - started,
+    )
