@@ -8,6 +8,7 @@ Writes ``<results>/<table>.csv`` (one row per dataset, category, method and metr
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from .figures import plot
@@ -22,7 +23,7 @@ SMOKE_WEIGHTS = "mobilenetv2_100.tv_in1k.safetensors"
 SMOKE_NOTES = (
     "Smoke run: KolektorSDD stands in for one category, with MobileNetV2 (ImageNet weights), "
     "{size}×{size} input, {n_train} training and {n_test} test images (seeded subsets). The "
-    "published column is the paper's {dataset} mean (ResNet-18 where the table has backbones), "
+    "published column is the paper's {dataset} mean ({backbone} where the table has backbones), "
     "printed only to exercise the comparison: the numbers are not comparable."
 )
 
@@ -48,18 +49,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def settings_for(args: argparse.Namespace) -> Settings:
     """Full-run settings are the papers'; the smoke mode's are sized for CI on 2 cores."""
+    table = TABLES[args.table]
+    if args.table == "pdae" and (args.backbone or (args.weights and not args.smoke)):
+        msg = "pdae runs the backbones of configs/pdae/mvtec.yaml from the hub: no --backbone/--weights"
+        raise SystemExit(msg)
     if args.smoke:
-        return Settings(
-            backbone=args.backbone or "mobilenetv2_100",
-            image_size=128,
-            n_train=16,
-            n_test=24,
-            patchcore_ratio=0.01,
-            smoke=True,
-            k_values=(1, 9, 33),
-            coreset_ratios=(0.1, 0.01),
+        return replace(
+            Settings(
+                backbone=args.backbone or "mobilenetv2_100",
+                image_size=128,
+                n_train=16,
+                n_test=24,
+                patchcore_ratio=0.01,
+                smoke=True,
+                k_values=(1, 9, 33),
+                coreset_ratios=(0.1, 0.01),
+            ),
+            **table.smoke_settings,
         )
-    return Settings(backbone=args.backbone or "resnet18")
+    return Settings(backbone=args.backbone or table.backbone, image_size=table.image_size)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -84,16 +92,22 @@ def main(argv: list[str] | None = None) -> Path:
         accelerator=args.accelerator,
         seed=args.seed,
     )
-    results_csv = results_dir / f"{args.table}.csv"
-    run_table(specs, results_csv, runs_dir)
     table = TABLES[args.table]
+    results_csv = results_dir / f"{table.results or args.table}.csv"
+    run_table(specs, results_csv, runs_dir)
     notes = ""
     stand_in = None
     if args.smoke:
         stand_in = table.datasets[0]
         notes = SMOKE_NOTES.format(
-            size=settings.image_size, n_train=settings.n_train, n_test=settings.n_test, dataset=stand_in
+            size=settings.image_size,
+            n_train=settings.n_train,
+            n_test=settings.n_test,
+            dataset=stand_in,
+            backbone=table.backbone,
         )
+        notes = " ".join(filter(None, [notes, table.smoke_note]))
+    notes = "\n\n".join(filter(None, [notes, table.note]))
     report = results_dir / f"{args.table}.md"
     results = read_results(results_csv)
     if table.published is None:

@@ -12,6 +12,7 @@ overrides (e.g. coreset ratios, REB Fig. 4): one fresh model is fitted per item,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -19,11 +20,31 @@ import random
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 DATAMODULES = ("MVTecAD", "MVTecLOCO", "BTech")
-MODELS = ("Ldknn", "Patchcore")
+MODELS = ("Ldknn", "Patchcore", "Pdae", "Gde")
+
+
+@contextlib.contextmanager
+def _object_strings(active: bool):
+    """Object (pre-pandas-3) string columns while building MVTec LOCO's samples.
+
+    anomalib 2.7's MVTecLOCO stores each anomalous image's list of mask paths in a column
+    initialised with ``""``; under pandas 3 that column is of ``str`` dtype and refuses the lists
+    (TypeError: Invalid value for dtype 'str'). The old object dtype accepts them.
+    """
+    if not active:
+        yield
+        return
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pd.option_context("future.infer_string", False):
+            yield
 
 
 def _limited_datamodule(name: str, n_train: int | None, n_test: int | None, seed: int, **kwargs: Any):
@@ -37,7 +58,8 @@ def _limited_datamodule(name: str, n_train: int | None, n_test: int | None, seed
 
     class Limited(base):
         def _setup(self, _stage: str | None = None) -> None:
-            super()._setup(_stage)
+            with _object_strings(name == "MVTecLOCO"):
+                super()._setup(_stage)
             if n_train is not None and len(self.train_data) > n_train:
                 keep = sorted(random.Random(seed).sample(range(len(self.train_data)), n_train))
                 self.train_data = self.train_data.subsample(keep)
@@ -79,13 +101,26 @@ def _model(spec: dict):
             pre_processor=Ldknn.configure_pre_processor(size),
             **common,
         )
+    if spec["model"] == "Pdae":
+        from anomalib_pdae import Pdae
+
+        weights = [spec["weights"]] if spec.get("weights") else None
+        return Pdae(**init_args, weights=weights, pre_processor=Pdae.configure_pre_processor(size), **common)
+    if spec["model"] == "Gde":
+        from .gde import Gde
+
+        # ``layers`` only tells a DefectMaker fine-tuning (benchmarks.reb_rows) its LDKNN layers.
+        init_args.pop("layers", None)
+        pre_processor = Gde.configure_pre_processor(size)
+        return Gde(**init_args, weights=spec.get("weights"), pre_processor=pre_processor, **common)
     from anomalib.models import Patchcore
 
     weights = spec.get("weights")
+    crop = spec.get("center_crop")
     model = Patchcore(
         **init_args,
         pre_trained=weights is None,
-        pre_processor=Patchcore.configure_pre_processor(size),
+        pre_processor=Patchcore.configure_pre_processor(size, (crop, crop) if crop else None),
         **common,
     )
     if weights is not None:
@@ -113,7 +148,7 @@ def run(spec: dict) -> dict:
     from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
-    from .metrics import ScoreCollector
+    from .details import DetailCollector
     from .reb_rows import prepare
 
     seed_everything(spec["seed"], workers=True)
@@ -130,7 +165,7 @@ def run(spec: dict) -> dict:
     )
     spec, extra = prepare(spec, datamodule, _model)
     rows, runs = extra.pop("rows"), []
-    collector = ScoreCollector()
+    collector = DetailCollector(spec.get("anomaly_types"), pro=spec.get("pro", False))
     fit_seconds = []
     for item in spec.get("sweep") or [{}]:
         model = _model({**spec, "init_args": {**spec["init_args"], **item.get("init_args", {})}})
@@ -159,7 +194,8 @@ def run(spec: dict) -> dict:
                 if spec.get("report_speed"):
                     metrics["images_per_second"] = len(datamodule.test_data) / test_seconds
                 parameter = variant.get("parameter", item.get("parameter", ""))
-                runs.append({**item, **variant, **metrics, "test_seconds": test_seconds})
+                details = collector.details()
+                runs.append({**item, **variant, **metrics, "test_seconds": test_seconds, **details})
                 rows += [
                     {"method": variant["method"], "parameter": parameter, "metric": metric, "value": value}
                     for metric, value in metrics.items()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .tables import DATAMODULES, FOLDERS, SMOKE_DATASET, Settings, dataset_categories, model_jobs
+from .tables import DATAMODULES, FOLDERS, SMOKE_DATASET, TABLES, Settings, dataset_categories, model_jobs
 
 COLUMNS = (
     "table", "dataset", "backbone", "representation", "method", "parameter", "category", "metric",
@@ -49,13 +49,15 @@ def build_specs(
 ) -> list[dict]:
     """Every job of a table, as specs for :mod:`benchmarks.job`."""
     specs = []
+    # Tables sharing a results CSV (PatchCore S1-S3) share their jobs, hence the CSV's name here.
+    prefix = TABLES[table].results or table
     for dataset, category in dataset_categories(table, settings.smoke, categories):
         for model in model_jobs(table, settings):
-            job_id = f"{table}.{dataset}.{category}.{settings.backbone}.{model['key']}"
+            job_id = f"{prefix}.{dataset}.{category}.{settings.backbone}.{model['key']}"
             specs.append(
                 {
                     **model,
-                    "table": table,
+                    "table": prefix,
                     "job": job_id,
                     "dataset": dataset,
                     "datamodule": "MVTecAD" if dataset == SMOKE_DATASET else DATAMODULES[dataset],
@@ -65,7 +67,7 @@ def build_specs(
                     "image_size": settings.image_size,
                     "n_train": settings.n_train,
                     "n_test": settings.n_test,
-                    "batch_size": 16 if settings.smoke else 32,
+                    "batch_size": model.get("batch_size") or (16 if settings.smoke else 32),
                     "num_workers": 0 if settings.smoke else 4,
                     "accelerator": "cpu" if settings.smoke else accelerator,
                     "weights": None if weights is None else str(weights),
