@@ -7,7 +7,8 @@
   ``Ldknn`` loads the fine-tuned weights instead of the ImageNet ones. The weights are kept in
   ``<results>/finetuned/`` with a JSON record of how they were made; every later job of the same
   category, backbone, seed and fine-tuning settings (in any table written to the same results
-  folder) reuses them, so each category is fine-tuned once.
+  folder) reuses them, so each category is fine-tuned once. The record does not cover the code:
+  delete ``<results>/finetuned/`` after changing ``Reb`` or DefectMaker.
 - ``"variable"`` as a K (``init_args["k"]`` or a variant's ``k``): K is chosen per category by
   :func:`benchmarks.variable_k.choose_k` on training images only, and a ``metric = "k"`` row
   records the choice.
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -45,6 +47,14 @@ def finetuned_path(spec: dict) -> Path:
     return Path(spec["log"]).resolve().parents[1] / "finetuned" / name
 
 
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _record(spec: dict) -> dict:
     """What determines the fine-tuned weights; a stored file is reused only if this matches."""
     return {
@@ -52,6 +62,7 @@ def _record(spec: dict) -> dict:
         "category": spec["category"],
         "backbone": spec["backbone"],
         "source_weights": Path(spec["weights"]).name if spec.get("weights") else "timm pretrained",
+        "source_sha256": _sha256(spec["weights"]) if spec.get("weights") else None,
         "image_size": spec["image_size"],
         "n_train": spec.get("n_train"),
         "seed": spec["seed"],

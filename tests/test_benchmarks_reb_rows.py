@@ -18,7 +18,7 @@ from anomalib_pdae.models.ldknn import LdknnModel
 from anomalib_pdae.models.ldknn.scorers import fit_statistics
 from benchmarks.job import _model
 from benchmarks.published import load_published
-from benchmarks.reb_rows import chosen_k_markdown, prepare
+from benchmarks.reb_rows import _record, chosen_k_markdown, prepare
 from benchmarks.tables import BACKBONES, Settings, model_jobs
 from benchmarks.variable_k import (
     K_CANDIDATES,
@@ -234,6 +234,16 @@ def test_finetuned_backbone_is_trained_once_and_reused(
     changed = {**spec, "finetune": {**finetune, "num_updates": 1}}
     _, extra = prepare(changed, _datamodule(synthetic_root), _model)
     assert extra["finetune"]["reused"] is False and extra["finetune"]["updates"] == 1
+
+
+def test_finetuning_record_covers_the_source_weights_content(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "w.safetensors", tmp_path / "b" / "w.safetensors"
+    for path, value in ((first, 0.0), (second, 1.0)):
+        path.parent.mkdir()
+        save_file({"x": torch.full((2,), value)}, str(path))
+    spec = _spec(tmp_path, finetune={"num_updates": 1})
+    assert _record({**spec, "weights": str(first)}) != _record({**spec, "weights": str(second)})
+    assert _record({**spec, "weights": str(first)}) == _record({**spec, "weights": str(first)})
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "wide_resnet50_2"])
