@@ -134,6 +134,13 @@ def finetuned_backbone(spec: dict, datamodule) -> tuple[Path, dict]:
     return path, {**stored, "reused": False}
 
 
+def _device(accelerator: str) -> str:
+    """The device of the K selection: the GPU when the job may use one, as its Engine would."""
+    import torch
+
+    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+
+
 def _variable_methods(spec: dict) -> list[str]:
     methods = [v["method"] for v in spec.get("variants") or [] if v.get("k") == VARIABLE]
     if spec["init_args"].get("k") == VARIABLE and not spec.get("variants"):
@@ -167,7 +174,7 @@ def prepare(spec: dict, datamodule, build_model: Callable[[dict], object]) -> tu
         fixed = {**spec, "init_args": {**spec["init_args"], "k": default}}
         model = build_model(fixed)
         selection = choose_k(
-            model.model,
+            model.model.to(_device(spec["accelerator"])),
             datamodule.train_data,
             model.pre_processor.transform,
             K_CANDIDATES[spec["dataset"]],

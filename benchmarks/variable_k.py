@@ -176,7 +176,7 @@ def validation_aurocs(
     """Image AUROC (percent) of each K: ``normal`` / ``anomalous`` are embeddings ``(B, D, H, W)``."""
     scores = validation_scores(memory, full_bank, torch.cat([normal, anomalous]), ks, **scoring)
     labels = torch.cat([torch.zeros(len(normal)), torch.ones(len(anomalous))])
-    return {k: auroc(value, labels) for k, value in scores.items()}
+    return {k: auroc(value.cpu(), labels) for k, value in scores.items()}
 
 
 def _images(
@@ -198,8 +198,9 @@ def _images(
 
 
 def _embed(model: LdknnModel, images: list[torch.Tensor] | torch.Tensor, batch_size: int) -> torch.Tensor:
+    device = next(model.parameters()).device
     parts = [
-        model.embed(torch.stack(list(images[start : start + batch_size])))
+        model.embed(torch.stack(list(images[start : start + batch_size])).to(device))
         for start in range(0, len(images), batch_size)
     ]
     return torch.cat(parts)
@@ -218,7 +219,8 @@ def choose_k(
     """Choose LDKNN's K for one category from its training images only (see the module docstring).
 
     Args:
-        model: an LDKNN torch model configured like the final one (its K is not used).
+        model: an LDKNN torch model configured like the final one (its K is not used), on the
+            device to embed and search with (local densities are searched by faiss on the CPU).
         train_data: the category's training dataset (items with an ``image`` in ``[0, 1]``);
             nothing else of the datamodule is read.
         transform: the model's pre-processing (resize), applied to every image.
