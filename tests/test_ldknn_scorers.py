@@ -1,5 +1,6 @@
 """LDKNN and the KNN variants against slow, obviously-correct references on small point sets."""
 
+import faiss
 import numpy as np
 import pytest
 import torch
@@ -149,3 +150,16 @@ def test_faiss_exclude_self_drops_the_point_itself():
     distances, indices = faiss_knn(BANK, BANK, 1, exclude_self=True)
     assert (indices[:, 0] != np.arange(len(BANK))).all()
     np.testing.assert_allclose(distances[:, 0], [0.01] * 4 + [1.0] * 4, rtol=1e-5)
+
+
+def test_faiss_exclude_self_drops_the_point_even_when_rounding_moves_it_off_zero():
+    generator = np.random.default_rng(0)
+    bank = np.abs(generator.normal(size=(300, 512))).astype(np.float32)  # like ReLU features
+    raw_distances, raw_indices = faiss.knn(bank, bank, 1)
+    assert (raw_indices[:, 0] == np.arange(len(bank))).all()
+    assert (raw_distances[:, 0] > 0).any(), "precondition: rounding gives some self-distance > 0"
+    distances, indices = faiss_knn(bank, bank, 3, exclude_self=True)
+    exact = ((bank[:, None].astype(np.float64) - bank[None]) ** 2).sum(-1)
+    np.fill_diagonal(exact, np.inf)
+    assert (indices != np.arange(len(bank))[:, None]).all()
+    np.testing.assert_allclose(distances, np.sort(exact, axis=1)[:, :3], rtol=1e-3)

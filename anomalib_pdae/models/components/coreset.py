@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .search import squared_norms
+
 # Rows of the bank updated at once: bounds the (rows × new centers) distance block.
 ROW_CHUNK = 65536
 
@@ -43,7 +45,7 @@ def greedy_coreset(
         return np.arange(count)
     generator = torch.Generator().manual_seed(seed)
     points = _project(data, projection_dim, generator)
-    norms = points.pow(2).sum(1)
+    norms = squared_norms(points)
     first = int(torch.randint(count, (1,), generator=generator))
     selected = [first]
     closest = _squared_to(points, norms, points[first : first + 1], norms[first : first + 1]).squeeze(1)
@@ -71,7 +73,7 @@ def _picks_among_farthest(
     values, rows = closest.topk(candidates)
     threshold = values[-1]  # every other row is at most this far from the chosen set
     local = points[rows]
-    local_norms = local.pow(2).sum(1)
+    local_norms = squared_norms(local)
     picks: list[int] = []
     while len(picks) < budget:
         best = int(values.argmax())

@@ -18,6 +18,11 @@ def squared_distances(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor
     return (queries.pow(2).sum(1, keepdim=True) - 2 * products + bank.pow(2).sum(1)).clamp_min(0)
 
 
+def squared_norms(rows: torch.Tensor) -> torch.Tensor:
+    """``|row|²`` of every row, without a squared copy of ``rows``."""
+    return torch.linalg.vector_norm(rows, dim=1).square()
+
+
 def nearest_neighbours(
     queries: torch.Tensor, bank: torch.Tensor, k: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +39,7 @@ def nearest_neighbours(
         (tensor([[1.]]), tensor([[1]]))
     """
     best_distances, best_indices = None, None
-    bank_norms = bank.pow(2).sum(1)
+    bank_norms = squared_norms(bank)
     for start in range(0, bank.shape[0], BANK_CHUNK):
         rows = slice(start, start + BANK_CHUNK)
         partial = torch.addmm(bank_norms[rows], queries, bank[rows].T, alpha=-2)
@@ -48,7 +53,7 @@ def nearest_neighbours(
             distances, order = distances.topk(chunk_k, dim=1, largest=False)
             indices = indices.gather(1, order)
         best_distances, best_indices = distances, indices
-    return (best_distances + queries.pow(2).sum(1, keepdim=True)).clamp_min(0), best_indices
+    return (best_distances + squared_norms(queries)[:, None]).clamp_min(0), best_indices
 
 
 def faiss_knn(
@@ -61,10 +66,12 @@ def faiss_knn(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours by faiss brute force (squared L2 distances), for fitting.
 
-    With ``exclude_self`` the queries are bank points: one extra neighbour is searched and each
-    query's own entry (the first neighbour when its distance is 0, else the last one) is
-    dropped, as the REB reference does for local densities. ``progress`` names a progress bar
-    over query chunks.
+    With ``exclude_self`` the queries are bank points: one extra neighbour is searched and the
+    first, the point itself at distance 0, is dropped. (The REB reference drops the first only
+    when faiss reports exactly 0 and the last otherwise; float32 rounding gives many points a
+    tiny positive distance to themselves, 43% of a KolektorSDD bank, and the reference then keeps
+    the point as its own neighbour. If rounding ranks an exact duplicate first, the two are
+    interchangeable.) ``progress`` names a progress bar over query chunks.
 
     Example:
         >>> bank = np.array([[0.0], [1.0], [3.0]], dtype=np.float32)
@@ -82,8 +89,7 @@ def faiss_knn(
     indices = np.concatenate([r[1] for r in results])
     if not exclude_self:
         return distances, indices
-    keep = np.where(distances[:, :1] <= 0, np.arange(1, k + 1), np.arange(k))
-    return np.take_along_axis(distances, keep, 1), np.take_along_axis(indices, keep, 1)
+    return distances[:, 1:], indices[:, 1:]
 
 
 def _as_float32(array: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torchvision.transforms.v2 import Resize
 
-from .torch_model import LdknnModel
+from .torch_model import CHUNK_IMAGES, LdknnModel
 
 logger = logging.getLogger(__name__)
 
@@ -148,10 +148,13 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         return super().to_torch(export_root, model_file_name)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
-        """Score a batch: image scores and anomaly maps."""
+        """Score a batch, a few images at a time: image scores and anomaly maps."""
         del args, kwargs
-        predictions = self.model(batch.image)
-        return batch.update(**predictions._asdict())
+        parts = [self.model(images) for images in batch.image.split(CHUNK_IMAGES)]
+        return batch.update(
+            pred_score=torch.cat([part.pred_score for part in parts]),
+            anomaly_map=torch.cat([part.anomaly_map for part in parts]),
+        )
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:

@@ -16,9 +16,10 @@ from anomalib_pdae.models.components import Backbone, PatchEmbedding, greedy_cor
 from . import scorers
 
 IMAGE_SCORES = ("block_max", "max")
-# Images embedded at once while collecting the bank: the backbone's activations for a whole
-# training batch would sit on top of the growing bank (batch 32 at 256 px: about 0.5 GB).
-TRAIN_CHUNK = 8
+# Images passed through the backbone at once when fitting and validating: the activations of a
+# whole batch (32 images at 256 px: about 0.5 GB, plus a 0.27 GB distance block) would otherwise
+# sit on top of the growing bank or of what the fit left fragmented.
+CHUNK_IMAGES = 8
 # Buffers filled by ``fit``; every one may change size between checkpoints.
 BANK_BUFFERS = ("memory_bank", "local_density", "k_distance", "lrd")
 
@@ -93,7 +94,7 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor | InferenceBatch:
         """Training: embeddings ``(B·H·W, D)``. Eval: image scores and blurred anomaly maps."""
         if self.training:
-            return torch.cat([_rows(self.embed(part)) for part in images.split(TRAIN_CHUNK)])
+            return torch.cat([_rows(self.embed(part)) for part in images.split(CHUNK_IMAGES)])
         embedding = self.embed(images)
         batch, _, height, width = embedding.shape
         queries = _rows(embedding)
