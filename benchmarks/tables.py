@@ -23,12 +23,13 @@ CATEGORIES = {
 DATAMODULES = {"mvtec_ad": "MVTecAD", "mvtec_loco": "MVTecLOCO", "btad": "BTech"}
 FOLDERS = {"mvtec_ad": "MVTecAD", "mvtec_loco": "MVTec_LOCO", "btad": "BTech"}
 # REB's layers and fixed K per backbone (Table 2: K=5 on Res18, K=9 on WR50).
+# "dim": LDKNN's embedding size D (SPEC §1: 512 for ResNet-18, 1024 for WR50/WR101).
 BACKBONES = {
-    "resnet18": {"layers": ["layer2", "layer3"], "k": 5},
-    "wide_resnet50_2": {"layers": ["layer2", "layer3"], "k": 9},
+    "resnet18": {"layers": ["layer2", "layer3"], "k": 5, "dim": 512},
+    "wide_resnet50_2": {"layers": ["layer2", "layer3"], "k": 9, "dim": 1024},
     # WR101 appears only in REB Table 3 (MVTec LOCO, K=45); 9 is WR50's MVTec AD K.
-    "wide_resnet101_2": {"layers": ["layer2", "layer3"], "k": 9},
-    "mobilenetv2_100": {"layers": ["blocks.2", "blocks.4"], "k": 5},
+    "wide_resnet101_2": {"layers": ["layer2", "layer3"], "k": 9, "dim": 1024},
+    "mobilenetv2_100": {"layers": ["blocks.2", "blocks.4"], "k": 5, "dim": 512},
 }
 # Table 6's KNN variants, as the published CSV labels them.
 SCORERS = {"knn": "KNN", "kth_nn": "Kth-NN", "lof": "LOF", "ldof": "LDOF", "ldknn": "LDKNN"}
@@ -137,12 +138,14 @@ TABLES = {
             "the published class columns; `structural_image_auroc` / `logical_image_auroc` are the "
             "good images against one type only. The `mean_structural` / `mean_logical` rows average "
             "those over the classes run, and the `mean` image AUROC is their mean, as the "
-            "published total. Full runs add DefectMaker (KNN, K=1) and REB (K=45) on the "
-            "DefectMaker-fine-tuned backbone (the smoke run leaves that job out); the variable-K "
+            "published total. DefectMaker (KNN, K=1) and REB (K=45) come from one bank on the "
+            "DefectMaker-fine-tuned backbone; the variable-K "
             "rows are not run (REB's K candidates for MVTec LOCO are not known). Published "
             "Pdae/Ulsad numbers on MVTec LOCO do not exist, so those models are not in this table."
         ),
         smoke_note=(
+            "The smoke run has the LDKNN job only (PatchCore and the DefectMaker/REB job are the "
+            "same kinds of job as table2's smoke run). "
             "Structural / logical split: **not applicable** here: KolektorSDD's test set has one "
             "anomaly type (`crack`), so no `structural_image_auroc` / `logical_image_auroc` rows "
             "exist (the run log lists the test folders seen and `not_applicable`)."
@@ -158,8 +161,11 @@ TABLES = {
         note=(
             "REB Table 4 publishes REB (K=57), i.e. LDKNN on DefectMaker-fine-tuned WR50 weights, "
             "not LDKNN on ImageNet weights: the LDKNN (K=57) rows (and the DefectMaker rows of the "
-            "REB job) have no published counterpart. Full runs add the REB (K=57) job (the smoke "
-            "run leaves it out). The published PatchCore row names no backbone."
+            "REB job) have no published counterpart. The published PatchCore row names no backbone."
+        ),
+        smoke_note=(
+            "The smoke run has the LDKNN job only (PatchCore and the REB job are the same kinds of "
+            "job as table2's smoke run)."
         ),
     ),
     "table5": Table(
@@ -180,8 +186,8 @@ TABLES = {
             "and LDKNN: one `layer2`+`layer3` bank per representation, same K."
         ),
         smoke_note=(
-            "The smoke run leaves out the DefectMaker KNN/LDKNN job (the same job as table6's "
-            "smoke DefectMaker rows); its DefectMaker GDE row uses the smoke mode's few-update fine-tuning."
+            "The smoke run has the ImageNet jobs only (the DefectMaker jobs fine-tune as "
+            "table2's and table6's smoke runs do)."
         ),
     ),
     "patchcore_s1": Table(
@@ -248,6 +254,7 @@ def _ldknn_job(settings: Settings) -> dict:
             "layers": backbone["layers"],
             "k": backbone["k"],
             "coreset_ratio": 1.0,
+            "embedding_dim": backbone["dim"],
         },
     }
 
@@ -376,21 +383,22 @@ def _reb_fixed_k_job(settings: Settings, k: int) -> dict:
 
 
 def _table3_jobs(settings: Settings) -> list[dict]:
-    """LDKNN (K=45), PatchCore and (full runs only) DefectMaker / REB (K=45).
+    """LDKNN (K=45), PatchCore and DefectMaker / REB (K=45).
 
-    The smoke mode leaves the fine-tuning job out (table2's smoke mode runs the same kind of job).
+    To keep CI short the smoke mode runs the LDKNN job only: its PatchCore and fine-tuning jobs
+    are the same kinds of job as table2's smoke mode runs.
     """
-    jobs = [_fixed_k_job(settings, LOCO_K), _patchcore_job(settings)]
+    jobs = [_fixed_k_job(settings, LOCO_K)]
     if not settings.smoke:
-        jobs.append(_reb_fixed_k_job(settings, LOCO_K))
+        jobs += [_patchcore_job(settings), _reb_fixed_k_job(settings, LOCO_K)]
     return [{**job, "anomaly_types": LOCO_TYPES} for job in jobs]
 
 
 def _table4_jobs(settings: Settings) -> list[dict]:
-    """LDKNN (K=57), PatchCore and (full runs only) REB (K=57), as :func:`_table3_jobs`."""
-    jobs = [_fixed_k_job(settings, BTAD_K), _patchcore_job(settings)]
+    """LDKNN (K=57), PatchCore and REB (K=57); the smoke mode as :func:`_table3_jobs`."""
+    jobs = [_fixed_k_job(settings, BTAD_K)]
     if not settings.smoke:
-        jobs.append(_reb_fixed_k_job(settings, BTAD_K))
+        jobs += [_patchcore_job(settings), _reb_fixed_k_job(settings, BTAD_K)]
     return jobs
 
 
@@ -398,8 +406,9 @@ def _table5_jobs(settings: Settings) -> list[dict]:
     """GDE, KNN and LDKNN on ImageNet weights, then on the DefectMaker-fine-tuned backbone.
 
     The fine-tuned KNN/LDKNN job comes first: it fine-tunes (benchmarks.reb_rows) and stores the
-    weights, which the fine-tuned GDE job of the same category then reuses. The smoke mode leaves
-    out the fine-tuned KNN/LDKNN job (table6's smoke mode runs that same job) to save CI time.
+    weights, which the fine-tuned GDE job of the same category then reuses. To keep CI short the
+    smoke mode runs the two ImageNet jobs only (its fine-tuned jobs are the kinds of job table2's
+    and table6's smoke modes run).
     """
     layers = BACKBONES[settings.backbone]["layers"]
     gde = {
@@ -416,9 +425,15 @@ def _table5_jobs(settings: Settings) -> list[dict]:
     knn = _variants_job(settings)
     knn["key"] = "knn_ldknn"
     knn["variants"] = [v for v in knn["variants"] if v["scorer"] in ("knn", "ldknn")]
+    if settings.smoke:
+        return [gde, knn]
     tuned = {"representation": "DefectMaker", "finetune": _finetune(settings)}
-    tuned_knn = [] if settings.smoke else [{**knn, **tuned, "key": "knn_ldknn_defectmaker"}]
-    return [gde, knn, *tuned_knn, {**gde, **tuned, "key": "gde_defectmaker"}]
+    return [
+        gde,
+        knn,
+        {**knn, **tuned, "key": "knn_ldknn_defectmaker"},
+        {**gde, **tuned, "key": "gde_defectmaker"},
+    ]
 
 
 def _patchcore_s_jobs(settings: Settings) -> list[dict]:
