@@ -382,7 +382,14 @@ def _write(ldknn: dict, patchcore: dict, args: argparse.Namespace, loads: dict, 
     pct = f"{100 * patchcore['coreset_ratio']:g}%"
     gb = 1e9
     targets = {
-        "fit >= 50x faster than Patchcore at 10%": derived["fit_ratio_patchcore10_over_ldknn"] >= 50,
+        "fit (Engine.fit wall time) >= 50x faster than Patchcore at 10%": derived[
+            "fit_ratio_patchcore10_over_ldknn"
+        ]
+        >= 50,
+        "training alone (features + bank, without the validation epoch) >= 50x faster": derived[
+            "training_ratio_patchcore10_over_ldknn"
+        ]
+        >= 50,
         "Ldknn peak RSS <= 2 GB, no allocator tweak": ldknn["peak_rss_bytes"] <= 2 * gb
         and not ldknn["malloc_env"],
         "Ldknn image AUROC >= Patchcore's": derived["image_auroc_ldknn_minus_patchcore"] >= 0,
