@@ -12,7 +12,6 @@ overrides (e.g. coreset ratios, REB Fig. 4): one fresh model is fitted per item,
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import platform
@@ -20,31 +19,11 @@ import random
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 DATAMODULES = ("MVTecAD", "MVTecLOCO", "BTech")
 MODELS = ("Ldknn", "Patchcore", "Pdae", "Gde")
-
-
-@contextlib.contextmanager
-def _object_strings(active: bool):
-    """Object (pre-pandas-3) string columns while building MVTec LOCO's samples.
-
-    anomalib 2.7's MVTecLOCO stores each anomalous image's list of mask paths in a column
-    initialised with ``""``; under pandas 3 that column is of ``str`` dtype and refuses the lists
-    (TypeError: Invalid value for dtype 'str'). The old object dtype accepts them.
-    """
-    if not active:
-        yield
-        return
-    import pandas as pd
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pd.option_context("future.infer_string", False):
-            yield
 
 
 def _limited_datamodule(name: str, n_train: int | None, n_test: int | None, seed: int, **kwargs: Any):
@@ -58,8 +37,7 @@ def _limited_datamodule(name: str, n_train: int | None, n_test: int | None, seed
 
     class Limited(base):
         def _setup(self, _stage: str | None = None) -> None:
-            with _object_strings(name == "MVTecLOCO"):
-                super()._setup(_stage)
+            super()._setup(_stage)
             if n_train is not None and len(self.train_data) > n_train:
                 keep = sorted(random.Random(seed).sample(range(len(self.train_data)), n_train))
                 self.train_data = self.train_data.subsample(keep)
