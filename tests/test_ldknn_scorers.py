@@ -54,7 +54,8 @@ def test_ldknn_score_both_density_modes(mode, gamma):
         expected.append(d - gamma * ld[j] if mode == "subtract" else d / ld[j] ** gamma)
     tables = scorers.fit_statistics("ldknn", BANK, BANK, k, progress=False)
     got = scorers.score("ldknn", QUERIES, BANK, tables, k, ld_coefficient=gamma, density_mode=mode)
-    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-6)
+    # float32 |q|² + |b|² − 2q·b: with |q|² ≈ 60 a distance is good to about 1e-5 absolute
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_ldknn_favours_sparse_regions():
