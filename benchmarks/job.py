@@ -120,10 +120,24 @@ def _rescore(model, scorer: str, k: int) -> None:
         setattr(torch_model, name, tables.get(name, bank.new_empty(0)).to(bank.device))
 
 
+def quiet_engine(root: str, accelerator: str, callbacks: list):
+    """The Engine every job fits with: no logger, no progress bar, no validation epoch."""
+    from anomalib.engine import Engine
+
+    return Engine(
+        default_root_dir=root,
+        logger=False,
+        accelerator=accelerator,
+        devices=1,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        callbacks=callbacks,
+    )
+
+
 def run(spec: dict) -> dict:
     """Fit and test as the spec says; return the log (also written to ``spec['log']``)."""
     import torch
-    from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
     from .details import DetailCollector
@@ -149,15 +163,7 @@ def run(spec: dict) -> dict:
         model = _model({**spec, "init_args": {**spec["init_args"], **item.get("init_args", {})}})
         variants = spec.get("variants") or [{"method": item.get("method", spec["method"])}]
         with tempfile.TemporaryDirectory() as root:
-            engine = Engine(
-                default_root_dir=root,
-                logger=False,
-                accelerator=spec["accelerator"],
-                devices=1,
-                enable_progress_bar=False,
-                limit_val_batches=0,
-                callbacks=[collector],
-            )
+            engine = quiet_engine(root, spec["accelerator"], [collector])
             started = time.perf_counter()
             engine.fit(model, datamodule=datamodule)
             fit_seconds.append(time.perf_counter() - started)

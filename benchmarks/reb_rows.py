@@ -72,9 +72,9 @@ def _record(spec: dict) -> dict:
 
 def finetuned_backbone(spec: dict, datamodule) -> tuple[Path, dict]:
     """The DefectMaker-fine-tuned backbone of the spec's category: reused if stored, else trained."""
-    from anomalib.engine import Engine
-
     from anomalib_pdae.models.reb import Reb
+
+    from .job import quiet_engine
 
     path = finetuned_path(spec)
     info_path = path.with_suffix(".json")
@@ -104,15 +104,7 @@ def finetuned_backbone(spec: dict, datamodule) -> tuple[Path, dict]:
     datamodule.train_batch_size = batch_size
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as root:
-        engine = Engine(
-            default_root_dir=root,
-            logger=False,
-            accelerator=spec["accelerator"],
-            devices=1,
-            enable_progress_bar=False,
-            limit_val_batches=0,
-            callbacks=[_stop_after_finetuning()],
-        )
+        engine = quiet_engine(root, spec["accelerator"], [_stop_after_finetuning()])
         engine.fit(model, datamodule=datamodule)
         metrics = {
             name: float(engine.trainer.callback_metrics[name])

@@ -89,6 +89,21 @@ class Table:
     smoke_note: str = ""
 
 
+def _patchcore_supplement(number: int, metric: str, what: str) -> Table:
+    """PatchCore's Table S<number>: one metric of the jobs all three tables share."""
+    return Table(
+        name=f"patchcore_s{number}",
+        published=f"patchcore_table_s{number}",
+        datasets=("mvtec_ad",),
+        join=("dataset", "backbone", "method", "category", "metric"),
+        description=f"PatchCore Table S{number} (MVTec AD {what}): anomalib's PatchCore, WRN-50",
+        results="patchcore_supplement",
+        metrics=(metric,),
+        backbone="wide_resnet50_2",
+        smoke_settings={"patchcore_s_ratios": (0.01,)},
+    )
+
+
 TABLES = {
     "table2": Table(
         name="table2",
@@ -190,39 +205,14 @@ TABLES = {
             "table2's and table6's smoke runs do)."
         ),
     ),
-    "patchcore_s1": Table(
-        name="patchcore_s1",
-        published="patchcore_table_s1",
-        datasets=("mvtec_ad",),
-        join=("dataset", "backbone", "method", "category", "metric"),
-        description="PatchCore Table S1 (MVTec AD image AUROC): anomalib's PatchCore, WRN-50",
-        results="patchcore_supplement",
-        metrics=("image_auroc",),
-        backbone="wide_resnet50_2",
-        smoke_settings={"patchcore_s_ratios": (0.01,)},
-    ),
-    "patchcore_s2": Table(
-        name="patchcore_s2",
-        published="patchcore_table_s2",
-        datasets=("mvtec_ad",),
-        join=("dataset", "backbone", "method", "category", "metric"),
-        description="PatchCore Table S2 (MVTec AD pixel AUROC): anomalib's PatchCore, WRN-50",
-        results="patchcore_supplement",
-        metrics=("pixel_auroc",),
-        backbone="wide_resnet50_2",
-        smoke_settings={"patchcore_s_ratios": (0.01,)},
-    ),
-    "patchcore_s3": Table(
-        name="patchcore_s3",
-        published="patchcore_table_s3",
-        datasets=("mvtec_ad",),
-        join=("dataset", "backbone", "method", "category", "metric"),
-        description="PatchCore Table S3 (MVTec AD PRO, FPR up to 30 %): anomalib's PatchCore, WRN-50",
-        results="patchcore_supplement",
-        metrics=("pro",),
-        backbone="wide_resnet50_2",
-        smoke_settings={"patchcore_s_ratios": (0.01,)},
-    ),
+    **{
+        f"patchcore_s{number}": _patchcore_supplement(number, metric, what)
+        for number, metric, what in (
+            (1, "image_auroc", "image AUROC"),
+            (2, "pixel_auroc", "pixel AUROC"),
+            (3, "pro", "PRO, FPR up to 30 %"),
+        )
+    },
     "pdae": Table(
         name="pdae",
         published="pdae_headline",
