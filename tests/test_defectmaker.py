@@ -109,9 +109,11 @@ def test_clump_is_sparser_than_blob() -> None:
 
 def test_unknown_shape_and_fill_rejected() -> None:
     with pytest.raises(ValueError, match="bezier_scar"):
-        make_shape("rect", (64, 64), np.random.default_rng(0))
+        make_shape("square", (64, 64), np.random.default_rng(0))
     with pytest.raises(ValueError, match="fill="):
         defect_label("bezier", "perlin")
+    with pytest.raises(ValueError, match="fill="):
+        defect_label("rect", "cutpaste")  # a CutPaste baseline shape, not a DefectMaker type
 
 
 def test_paste_changes_only_masked_pixels() -> None:

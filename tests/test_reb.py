@@ -15,6 +15,7 @@ from anomalib.data import MVTecAD
 from anomalib.deploy import ExportType
 from anomalib.engine import Engine
 from lightning.pytorch import Callback
+from PIL import Image
 from safetensors.torch import load_file
 
 from anomalib_pdae.models.components import Backbone
@@ -327,3 +328,43 @@ def test_openvino_export_parity(trained: dict, tmp_path: Path) -> None:
             want = getattr(expected, name).numpy()
             assert got.size == want.size
             np.testing.assert_allclose(got.reshape(-1), want.reshape(-1), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("defects", "classes"), [("cutpaste", 3), ("draem", 2)])
+def test_table5_defects_finetune_their_own_task(
+    defects: str, classes: int, synthetic_root: Path, mobilenet_weights: Path, tmp_path: Path
+) -> None:
+    """CutPaste's 3-way and DRAEM's 2-way tasks fine-tune the backbone like DefectMaker's 7-way."""
+    textures = None
+    if defects == "draem":
+        textures = tmp_path / "textures"
+        textures.mkdir()
+        for index in range(3):
+            noise = np.random.default_rng(index).integers(0, 256, (80, 90, 3), dtype=np.uint8)
+            Image.fromarray(noise).save(textures / f"{index}.png")
+    model = _reb(mobilenet_weights, tmp_path, defects=defects, texture_dir=textures, num_updates=2)
+    assert model.model.classifier.head[-1].out_features == classes
+    assert model.maker.num_classes == classes
+    start = {n: p.detach().clone() for n, p in model.model.classifier.encoder.named_parameters()}
+    recorder = FinetuneRecorder()
+    engine = _engine(tmp_path, recorder)
+    engine.fit(model, datamodule=_datamodule(synthetic_root))
+    # batches of 2 images give 2·classes synthetic images; 28 per update
+    assert len(recorder.starts) == 2 * -(-28 // (2 * classes))
+    assert (int(model.updates), bool(model._is_fitted)) == (2, True)
+    encoder = dict(model.model.classifier.encoder.named_parameters())
+    assert any(not torch.equal(encoder[n], p) for n, p in start.items())
+    assert (tmp_path / "backbone.safetensors").is_file()
+    checkpoint = tmp_path / "final.ckpt"
+    engine.trainer.save_checkpoint(checkpoint)
+    loaded = Reb.load_from_checkpoint(checkpoint, weights=mobilenet_weights)
+    assert loaded.model.classifier.head[-1].out_features == classes
+
+
+def test_table5_defects_arguments(mobilenet_weights: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="defects must be one of"):
+        _reb(mobilenet_weights, tmp_path, defects="perlin")
+    with pytest.raises(ValueError, match="texture_dir"):
+        _reb(mobilenet_weights, tmp_path, defects="cutpaste", texture_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="Texture folder"):
+        _reb(mobilenet_weights, tmp_path, defects="draem", texture_dir=tmp_path / "missing")

@@ -1,5 +1,7 @@
 """DefectMaker (REB §3.1): synthetic defects as a shape fused with a fill, for self-supervision.
 
+Also the CutPaste and DRAEM defects REB compares it with (Table 5), behind the same interface.
+
 Example:
     >>> import numpy as np
     >>> from anomalib_pdae.data.defectmaker import DefectMaker, CLASS_NAMES
@@ -10,12 +12,19 @@ Example:
     ['normal', 'bezier+cutpaste']
 """
 
+from anomalib_pdae.data.defectmaker.baselines import (
+    DEFECT_TASKS,
+    CutPasteDefects,
+    DraemDefects,
+    defect_task,
+)
 from anomalib_pdae.data.defectmaker.maker import (
     CLASS_NAMES,
     DEFECT_TYPES,
     NUM_CLASSES,
     Defect,
     DefectMaker,
+    SyntheticDefects,
     defect_batch,
     defect_label,
 )
@@ -23,13 +32,18 @@ from anomalib_pdae.data.defectmaker.saliency import SALIENCY_MODES, Saliency, es
 
 __all__ = [
     "CLASS_NAMES",
+    "DEFECT_TASKS",
     "DEFECT_TYPES",
     "NUM_CLASSES",
     "SALIENCY_MODES",
+    "CutPasteDefects",
     "Defect",
     "DefectMaker",
+    "DraemDefects",
     "Saliency",
+    "SyntheticDefects",
     "defect_batch",
     "defect_label",
+    "defect_task",
     "estimate_foreground",
 ]

@@ -1,4 +1,8 @@
-"""DefectMaker: six synthetic defect types (3 shapes × 2 fills) plus "normal", as 7 classes."""
+"""DefectMaker: six synthetic defect types (3 shapes × 2 fills) plus "normal", as 7 classes.
+
+:class:`SyntheticDefects` is the task interface it shares with the CutPaste and DRAEM baselines
+(:mod:`anomalib_pdae.data.defectmaker.baselines`).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,10 @@ import numpy as np
 import torch
 
 from anomalib_pdae.data.defectmaker.augment import color_jitter, random_transpose
-from anomalib_pdae.data.defectmaker.fills import FILLS, cutpaste_fill, noise_fill
+from anomalib_pdae.data.defectmaker.fills import cutpaste_fill, noise_fill
 from anomalib_pdae.data.defectmaker.fusing import fuse, soften_mask
 from anomalib_pdae.data.defectmaker.placement import box_around
-from anomalib_pdae.data.defectmaker.shapes import SHAPES, make_shape
+from anomalib_pdae.data.defectmaker.shapes import make_shape
 
 # Class labels of the self-supervised task: 0 is the untouched image, 1-6 the defect types.
 DEFECT_TYPES: tuple[tuple[str, str], ...] = (
@@ -33,7 +37,7 @@ BLEND_WEIGHT = {"bezier": (1.0, 1.0), "bezier_scar": (1.0, 1.0), "bezier_clump":
 def defect_label(shape: str, fill: str) -> int:
     """Class label (1-6) of a shape and fill; see :data:`CLASS_NAMES`."""
     if (shape, fill) not in DEFECT_TYPES:
-        msg = f"Unknown defect type shape={shape!r}, fill={fill!r}; shapes: {SHAPES}, fills: {FILLS}."
+        msg = f"Unknown defect type shape={shape!r}, fill={fill!r}; types (shape, fill): {DEFECT_TYPES}."
         raise ValueError(msg)
     return DEFECT_TYPES.index((shape, fill)) + 1
 
@@ -52,9 +56,92 @@ class Defect:
     weight: np.ndarray
     label: int
 
+    @classmethod
+    def fused(
+        cls,
+        image: np.ndarray,
+        fill: np.ndarray,
+        alpha: np.ndarray,
+        top_left: tuple[int, int],
+        weight: float,
+        label: int,
+    ) -> Defect:
+        """``fill`` fused into ``image`` through ``alpha`` at ``top_left`` (:func:`fuse`), with its map."""
+        full = np.zeros(image.shape[:2], dtype=np.float32)
+        top, left = top_left
+        full[top : top + alpha.shape[0], left : left + alpha.shape[1]] = alpha * weight
+        return cls(fuse(image, fill, alpha, top_left, weight), full, label)
 
-class DefectMaker:
-    """Generates the seven self-supervised variants of a normal image.
+
+class SyntheticDefects:
+    """A self-supervised task over synthetic defects: label 0 is the image, 1.. the defect types.
+
+    What every task shares: the base image is prepared (colour jitter, one random flip/rotation
+    of image and saliency) and expanded into its untouched self plus one defect of each type.
+    Subclasses name their classes in ``class_names`` and make one defect per label in
+    :meth:`make_label`, so REB's representations differ only in how defects are made (REB §4.6).
+
+    Args:
+        jitter: strength of the colour jitter of the base image and of each fill.
+        transpose: apply a random flip/rotation to the base image (and its saliency).
+    """
+
+    class_names: tuple[str, ...] = ("normal",)
+
+    def __init__(self, jitter: float = 0.1, transpose: bool = True) -> None:
+        if jitter < 0:
+            msg = f"jitter must be >= 0; got {jitter}."
+            raise ValueError(msg)
+        self.jitter = jitter
+        self.transpose = transpose
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the task, the untouched image included."""
+        return len(self.class_names)
+
+    def prepare(
+        self,
+        image: np.ndarray,
+        saliency: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Base image for the variants: colour jitter, then one flip/rotation of image and saliency."""
+        image = color_jitter(image, rng, self.jitter)
+        if self.transpose:
+            image, saliency, _ = random_transpose(image, saliency, rng)
+        return image, saliency
+
+    def make_label(
+        self,
+        label: int,
+        image: np.ndarray,
+        saliency: np.ndarray,
+        rng: np.random.Generator,
+        source: np.ndarray | None = None,
+        source_saliency: np.ndarray | None = None,
+    ) -> Defect:
+        """One defect of class ``label`` (1 .. ``num_classes - 1``) fused into ``image``."""
+        raise NotImplementedError
+
+    def variants(
+        self,
+        image: np.ndarray,
+        saliency: np.ndarray,
+        rng: np.random.Generator,
+        source: np.ndarray | None = None,
+        source_saliency: np.ndarray | None = None,
+    ) -> list[Defect]:
+        """The untouched ``image`` (label 0) and one defect of each type (labels 1, 2, ...)."""
+        normal = Defect(image, np.zeros(image.shape[:2], dtype=np.float32), 0)
+        return [normal] + [
+            self.make_label(label, image, saliency, rng, source, source_saliency)
+            for label in range(1, self.num_classes)
+        ]
+
+
+class DefectMaker(SyntheticDefects):
+    """Generates the seven self-supervised variants of a normal image (REB §3.1).
 
     Every random choice comes from the ``numpy.random.Generator`` passed to each call, so the
     same seed reproduces the same defects exactly.
@@ -73,28 +160,27 @@ class DefectMaker:
         [0, 1, 2, 3, 4, 5, 6]
     """
 
+    class_names = CLASS_NAMES
+
     def __init__(self, jitter: float = 0.1, soften_prob: float = 0.5, transpose: bool = True) -> None:
-        if jitter < 0:
-            msg = f"jitter must be >= 0; got {jitter}."
-            raise ValueError(msg)
+        super().__init__(jitter=jitter, transpose=transpose)
         if not 0 <= soften_prob <= 1:
             msg = f"soften_prob must be in [0, 1]; got {soften_prob}."
             raise ValueError(msg)
-        self.jitter = jitter
         self.soften_prob = soften_prob
-        self.transpose = transpose
 
-    def prepare(
+    def make_label(
         self,
+        label: int,
         image: np.ndarray,
         saliency: np.ndarray,
         rng: np.random.Generator,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Base image for the variants: colour jitter, then one flip/rotation of image and saliency."""
-        image = color_jitter(image, rng, self.jitter)
-        if self.transpose:
-            image, saliency, _ = random_transpose(image, saliency, rng)
-        return image, saliency
+        source: np.ndarray | None = None,
+        source_saliency: np.ndarray | None = None,
+    ) -> Defect:
+        """The defect of class ``label``: the shape and fill of ``DEFECT_TYPES[label - 1]``."""
+        shape, fill = DEFECT_TYPES[label - 1]
+        return self.make(image, saliency, shape, fill, rng, source, source_saliency)
 
     def make(
         self,
@@ -131,36 +217,16 @@ class DefectMaker:
             # a shape thinner than the kernel erodes away: keep it hard rather than lose the defect
             alpha = soft if soft.max() > 0 else mask
         weight = rng.uniform(*BLEND_WEIGHT[shape])
-        fused = fuse(image, patch, alpha, top_left, weight)
-        full = np.zeros((height, width), dtype=np.float32)
-        full[top_left[0] : top_left[0] + mask.shape[0], top_left[1] : top_left[1] + mask.shape[1]] = (
-            alpha * weight
-        )
-        return Defect(fused, full, label)
-
-    def variants(
-        self,
-        image: np.ndarray,
-        saliency: np.ndarray,
-        rng: np.random.Generator,
-        source: np.ndarray | None = None,
-        source_saliency: np.ndarray | None = None,
-    ) -> list[Defect]:
-        """The untouched ``image`` (label 0) and one defect of each of the six types (labels 1-6)."""
-        normal = Defect(image, np.zeros(image.shape[:2], dtype=np.float32), 0)
-        return [normal] + [
-            self.make(image, saliency, shape, fill, rng, source, source_saliency)
-            for shape, fill in DEFECT_TYPES
-        ]
+        return Defect.fused(image, patch, alpha, top_left, weight, label)
 
 
 def defect_batch(
     images: torch.Tensor,
     saliencies: Sequence[np.ndarray],
-    maker: DefectMaker,
+    maker: SyntheticDefects,
     rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 7 variants of every image of a batch, for the self-supervised classification task.
+    """The variants of every image of a batch (7 with DefectMaker), for the self-supervised task.
 
     Each image is prepared (jitter, flip/rotation) and its cut-paste fills are cut from another
     prepared image of the same batch (itself when the batch holds one image).
@@ -168,12 +234,12 @@ def defect_batch(
     Args:
         images: ``(B, C, H, W)`` images in ``[0, 1]``.
         saliencies: ``B`` boolean ``(H, W)`` saliency maps.
-        maker: the defect maker.
+        maker: the defect task (:class:`DefectMaker`, or a baseline of :mod:`.baselines`).
         rng: source of randomness.
 
     Returns:
-        ``(7·B, C, H, W)`` images in ``[0, 1]`` (image by image, labels 0-6 each) and the
-        ``(7·B,)`` labels.
+        ``(n·B, C, H, W)`` images in ``[0, 1]`` (image by image, labels 0 .. n-1 each, n =
+        ``maker.num_classes``) and the ``(n·B,)`` labels.
     """
     arrays = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     bases = [maker.prepare(array, saliency, rng) for array, saliency in zip(arrays, saliencies, strict=True)]

@@ -1,4 +1,4 @@
-"""Where a defect goes: a box centred on a random salient pixel, kept inside the image."""
+"""Where a defect goes: a box centred on a random salient pixel, or anywhere, inside the image."""
 
 from __future__ import annotations
 
@@ -25,3 +25,18 @@ def box_around(saliency: np.ndarray, size: tuple[int, int], rng: np.random.Gener
     top = min(max(row - height // 2, 0), image_h - height)
     left = min(max(col - width // 2, 0), image_w - width)
     return top, left
+
+
+def random_box(
+    image_size: tuple[int, int], size: tuple[int, int], rng: np.random.Generator
+) -> tuple[int, int]:
+    """Top-left corner of a ``size = (height, width)`` box placed uniformly inside the image.
+
+    Example:
+        >>> random_box((10, 10), (10, 4), np.random.default_rng(0))
+        (0, 5)
+    """
+    if size[0] > image_size[0] or size[1] > image_size[1]:
+        msg = f"Box {size} does not fit in an image of size {image_size}."
+        raise ValueError(msg)
+    return int(rng.integers(image_size[0] - size[0] + 1)), int(rng.integers(image_size[1] - size[1] + 1))

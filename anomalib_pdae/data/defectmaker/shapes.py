@@ -1,9 +1,12 @@
-"""Defect shapes: Bezier blobs, thin rotated Bezier scars and clumps of Bezier-bounded blobs.
+"""Defect shapes of DefectMaker, CutPaste and DRAEM.
 
-Every shape is a boolean mask cropped to its own extent, drawn only from the ``rng`` passed in.
-Sizes follow CutPaste's box (area and aspect relative to the image) for ``bezier`` and
-``bezier_clump``; the scar's pixel sizes are given for a 256-pixel image and scale with the
-image's shorter side.
+DefectMaker: Bezier blobs, thin rotated Bezier scars and clumps of Bezier-bounded blobs;
+CutPaste: rectangles and rotated rectangular scars; DRAEM: Perlin-noise regions.
+
+Every shape is a boolean mask cropped to its own extent (Perlin regions: the image size), drawn
+only from the ``rng`` passed in. Sizes follow CutPaste's box (area and aspect relative to the
+image) for ``bezier``, ``bezier_clump`` and ``rect``; the scars' pixel sizes are given for a
+256-pixel image and scale with the image's shorter side.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import math
 
 import cv2
 import numpy as np
+import torch
+from anomalib.data.utils.generators.perlin import generate_perlin_noise
 from PIL import Image
 
 from anomalib_pdae.data.defectmaker.bezier import bezier_mask
 
-SHAPES = ("bezier", "bezier_scar", "bezier_clump")
+SHAPES = ("bezier", "bezier_scar", "bezier_clump", "rect", "rect_scar", "perlin")
 
 # CutPaste box: area fraction of the image and the largest aspect ratio (sampled log-uniformly).
 BOX_AREA = (0.02, 0.15)
@@ -33,6 +38,10 @@ CLUMP_NOISE_FLUCT = 50
 CLUMP_THRESHOLD = 138
 CLUMP_SCALE = (5.0, 7.0)
 CLUMP_NOISE_ASPECT = 2.0
+# Perlin regions (REB's DRAEM generator): noise of 2**[0, 6) cells per side, min-max
+# normalised, kept where > 0.5.
+PERLIN_SCALE_EXPONENTS = (0, 6)
+PERLIN_THRESHOLD = 0.5
 _MAX_REDRAWS = 50
 
 
@@ -66,13 +75,37 @@ def bezier_shape(image_size: tuple[int, int], rng: np.random.Generator) -> np.nd
 
 def bezier_scar_shape(image_size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A thin Bezier shape in a scar-sized box, rotated by up to ±45° and cropped to its extent."""
-    scale = min(image_size) / REFERENCE_SIZE
-    width = max(2, round(rng.integers(*SCAR_WIDTH) * scale))
-    height = max(2, round(rng.integers(*SCAR_HEIGHT) * scale))
-    angle = rng.uniform(-SCAR_ROTATION, SCAR_ROTATION)
-    mask = Image.fromarray(bezier_mask(height, width, rng).astype(np.uint8) * 255)
-    rotated = np.asarray(mask.rotate(angle, resample=Image.NEAREST, expand=True)) > 0
-    return _crop_to_extent(rotated)
+    height, width, angle = _scar_box(image_size, rng)
+    return _rotated(bezier_mask(height, width, rng), angle)
+
+
+def rect_shape(image_size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """CutPaste's rectangle: a filled CutPaste-sized box (2–15 % of the image area)."""
+    return np.ones(cutpaste_box(image_size, rng), dtype=bool)
+
+
+def rect_scar_shape(image_size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """CutPaste's scar: a filled scar-sized box rotated by up to ±45°, cropped to its extent."""
+    height, width, angle = _scar_box(image_size, rng)
+    return _rotated(np.ones((height, width), dtype=bool), angle)
+
+
+def perlin_shape(image_size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """DRAEM's Perlin region over the whole image, as REB's code draws it.
+
+    Perlin noise (anomalib's generator) with ``2**e`` cells per side, ``e`` drawn per axis from
+    :data:`PERLIN_SCALE_EXPONENTS`, min-max normalised and kept where above 0.5 — so the region
+    covers about half the image. (DRAEM itself thresholds the raw noise and rotates it.)
+    """
+    height, width = image_size
+    scale = tuple(int(2 ** rng.integers(*PERLIN_SCALE_EXPONENTS)) for _ in range(2))
+    # anomalib's generator draws its gradients from torch's global generator: seed a forked one
+    # from ``rng`` so the shape depends on ``rng`` alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**63)))
+        noise = generate_perlin_noise(height, width, scale=scale).numpy()
+    noise = (noise - noise.min()) / max(float(noise.max() - noise.min()), 1e-12)
+    return noise > PERLIN_THRESHOLD
 
 
 def bezier_clump_shape(image_size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -97,11 +130,32 @@ def bezier_clump_shape(image_size: tuple[int, int], rng: np.random.Generator) ->
 
 def make_shape(name: str, image_size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """Dispatch on a shape name from :data:`SHAPES`."""
-    makers = {"bezier": bezier_shape, "bezier_scar": bezier_scar_shape, "bezier_clump": bezier_clump_shape}
+    makers = {
+        "bezier": bezier_shape,
+        "bezier_scar": bezier_scar_shape,
+        "bezier_clump": bezier_clump_shape,
+        "rect": rect_shape,
+        "rect_scar": rect_scar_shape,
+        "perlin": perlin_shape,
+    }
     if name not in makers:
         msg = f"Unknown defect shape {name!r}; allowed: {', '.join(SHAPES)}."
         raise ValueError(msg)
     return makers[name](image_size, rng)
+
+
+def _scar_box(image_size: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, float]:
+    """``(height, width, angle)`` of a scar: the 256-pixel sizes scaled to the image, ±45°."""
+    scale = min(image_size) / REFERENCE_SIZE
+    width = max(2, round(rng.integers(*SCAR_WIDTH) * scale))
+    height = max(2, round(rng.integers(*SCAR_HEIGHT) * scale))
+    return height, width, rng.uniform(-SCAR_ROTATION, SCAR_ROTATION)
+
+
+def _rotated(mask: np.ndarray, angle: float) -> np.ndarray:
+    """``mask`` turned by ``angle`` degrees (nearest neighbour, canvas grown) and cropped to its extent."""
+    picture = Image.fromarray(mask.astype(np.uint8) * 255)
+    return _crop_to_extent(np.asarray(picture.rotate(angle, resample=Image.NEAREST, expand=True)) > 0)
 
 
 def _crop_to_extent(mask: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from torch.optim import SGD
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 from torchvision.transforms.v2 import Resize
 
-from anomalib_pdae.data.defectmaker import SALIENCY_MODES, DefectMaker, Saliency, defect_batch
+from anomalib_pdae.data.defectmaker import SALIENCY_MODES, Saliency, defect_batch, defect_task
 
 from .torch_model import RebModel
 
@@ -38,7 +38,8 @@ class Reb(AnomalibModule):
     Training has two phases inside one ``Engine.fit``:
 
     1. **Fine-tuning.** Every training batch becomes its 7 DefectMaker variants (normal + six
-       defect types); the backbone → global pool → MLP classifier learns the 7-class task with
+       defect types; ``defects`` picks CutPaste's or DRAEM's defects instead, REB Table 5);
+       the backbone → global pool → MLP classifier learns the classification task with
        SGD and cosine warm restarts, one optimiser update per ``images_per_update`` images
        (gradients accumulated over batches), the backbone frozen for the first
        ``freeze_updates`` updates. Progress (update, loss, learning rate) is on the progress bar.
@@ -74,10 +75,15 @@ class Reb(AnomalibModule):
         min_lr: ``eta_min`` of the cosine annealing.
         ssl_loss: ``"bce"`` (per-class sigmoid BCE on one-hot labels, the code) or
             ``"cross_entropy"`` (the paper's text).
+        defects: synthetic defects of the task: ``"defectmaker"`` (REB), ``"cutpaste"``
+            (CutPaste's rectangle and scar, 3 classes) or ``"draem"`` (Perlin regions with
+            texture fills, 2 classes), as in REB's Table 5.
+        texture_dir: ``defects="draem"`` only: texture images for the fills (DTD, as DRAEM and
+            REB use); without it, fills are cut from other training images.
         saliency: ``"foreground"`` (estimate the object; whole image for textures) or
             ``"image"`` (whole image) where no user mask exists.
         saliency_dir: folder of user saliency masks (default ``<category>/saliency``).
-        soften_prob: probability of softening a defect's edge.
+        soften_prob: probability of softening a defect's edge (DefectMaker's defects).
         jitter: colour-jitter strength of base images and fills.
         seed: seed of the DefectMaker random generator.
         backbone_path: where to write the fine-tuned backbone (default
@@ -114,6 +120,8 @@ class Reb(AnomalibModule):
         restart_period: int = 330,
         min_lr: float = 1e-5,
         ssl_loss: str = "bce",
+        defects: str = "defectmaker",
+        texture_dir: str | Path | None = None,
         saliency: str = "foreground",
         saliency_dir: str | Path | None = None,
         soften_prob: float = 0.5,
@@ -140,8 +148,10 @@ class Reb(AnomalibModule):
         if saliency not in SALIENCY_MODES:
             msg = f"saliency must be one of {', '.join(map(repr, SALIENCY_MODES))}; got {saliency!r}."
             raise ValueError(msg)
+        self.maker = defect_task(defects, jitter=jitter, soften_prob=soften_prob, texture_dir=texture_dir)
         self.model = RebModel(
             backbone=backbone,
+            num_classes=self.maker.num_classes,
             pre_trained=pre_trained,
             weights=weights,
             layers=layers,
@@ -164,7 +174,6 @@ class Reb(AnomalibModule):
         self.ssl_loss = ssl_loss
         self.seed = seed
         self.backbone_path = Path(backbone_path) if backbone_path is not None else None
-        self.maker = DefectMaker(jitter=jitter, soften_prob=soften_prob)
         self.saliency = Saliency(saliency, saliency_dir)
         # Progress, kept in checkpoints: finished updates, fine-tuning batches, bank state.
         self.register_buffer("updates", torch.tensor(0))
@@ -203,7 +212,7 @@ class Reb(AnomalibModule):
             logger.info("Filling the LDKNN memory bank with the fine-tuned backbone.")
 
     def training_step(self, batch: Batch, batch_idx: int, *args, **kwargs) -> STEP_OUTPUT:
-        """One fine-tuning forward/backward on the batch's DefectMaker variants, or bank collection."""
+        """One fine-tuning forward/backward on the batch's synthetic variants, or bank collection."""
         del args, kwargs
         if self._collecting:
             self.embeddings.append(self.model.embed(batch.image).cpu())

@@ -9,6 +9,7 @@ import torch
 from anomalib.data import InferenceBatch
 from torch import nn
 
+from anomalib_pdae.data.defectmaker import NUM_CLASSES
 from anomalib_pdae.models.ldknn import LdknnModel
 
 from .classifier import DefectClassifier
@@ -17,14 +18,16 @@ from .classifier import DefectClassifier
 class RebModel(nn.Module):
     """DefectMaker-fine-tuned backbone + LDKNN (REB §3).
 
-    ``classifier`` is the network fine-tuned on the 7-class DefectMaker task; ``ldknn`` scores
-    test images with the fine-tuned backbone once :meth:`use_backbone` has loaded it. In training
-    mode ``forward`` returns the classifier's logits; in eval mode LDKNN's ``InferenceBatch``.
+    ``classifier`` is the network fine-tuned on the synthetic-defect task (7 DefectMaker classes
+    by default); ``ldknn`` scores test images with the fine-tuned backbone once
+    :meth:`use_backbone` has loaded it. In training mode ``forward`` returns the classifier's
+    logits; in eval mode LDKNN's ``InferenceBatch``.
 
     Args:
         backbone: timm architecture shared by both parts.
         pre_trained: start from timm's pretrained weights (needs the model hub).
         weights: local weights file for air-gapped machines (overrides ``pre_trained``).
+        num_classes: classes of the self-supervised task.
         **ldknn_args: the remaining arguments of :class:`LdknnModel` (layers, k, ...).
 
     Example:
@@ -38,16 +41,17 @@ class RebModel(nn.Module):
         backbone: str = "resnet18",
         pre_trained: bool = True,
         weights: str | Path | None = None,
+        num_classes: int = NUM_CLASSES,
         **ldknn_args: Any,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.ldknn_args = ldknn_args
-        self.classifier = DefectClassifier(backbone, pre_trained=pre_trained, weights=weights)
+        self.classifier = DefectClassifier(backbone, pre_trained, weights, num_classes)
         self.ldknn = LdknnModel(backbone=backbone, pre_trained=pre_trained, weights=weights, **ldknn_args)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | InferenceBatch:
-        """Training: DefectMaker class logits ``(B, 7)``. Eval: LDKNN scores and anomaly maps."""
+        """Training: class logits ``(B, num_classes)``. Eval: LDKNN scores and anomaly maps."""
         if self.training:
             return self.classifier(images)
         return self.ldknn(images)
