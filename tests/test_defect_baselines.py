@@ -165,12 +165,32 @@ def test_texture_errors(tmp_path: Path) -> None:
 def test_task_selection() -> None:
     assert isinstance(defect_task("defectmaker", soften_prob=0.2), DefectMaker)
     assert defect_task("defectmaker").num_classes == 7
+    assert defect_task("defectmaker_noise").class_names == (
+        "normal",
+        "bezier+noise",
+        "bezier_scar+noise",
+        "bezier_clump+noise",
+    )
+    assert defect_task("defectmaker_cutpaste").num_classes == 4
     assert defect_task("cutpaste").num_classes == 3
     assert defect_task("draem").num_classes == 2
     with pytest.raises(ValueError, match="defects must be one of"):
         defect_task("perlin")
     with pytest.raises(ValueError, match="texture_dir"):
         defect_task("cutpaste", texture_dir=".")
+
+
+def test_single_fill_defectmaker_uses_that_fill_only() -> None:
+    image = np.full((96, 96, 3), 128, np.uint8)  # a noise fill on a flat image is never flat
+    maker = DefectMaker(jitter=0.0, fills=("cutpaste",))
+    samples = maker.variants(image, _saliency(96), np.random.default_rng(0), source=image)
+    assert [s.label for s in samples] == [0, 1, 2, 3]
+    for sample in samples:  # a cut-paste of the flat image onto itself leaves it flat
+        assert np.abs(sample.image.astype(int) - 128).max() <= 1
+    with pytest.raises(ValueError, match="noise"):
+        maker.label("bezier", "noise")
+    with pytest.raises(ValueError, match="fills"):
+        DefectMaker(fills=())
 
 
 @pytest.mark.parametrize(("task", "classes"), [(CutPasteDefects(), 3), (DraemDefects(), 2)])

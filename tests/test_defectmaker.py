@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_pdae.data.defectmaker import CLASS_NAMES, DEFECT_TYPES, DefectMaker, defect_batch, defect_label
+from anomalib_pdae.data.defectmaker import CLASS_NAMES, DEFECT_TYPES, DefectMaker, defect_batch
 from anomalib_pdae.data.defectmaker.augment import TRANSPOSES, color_jitter, random_transpose
 from anomalib_pdae.data.defectmaker.bezier import bezier_mask, closed_bezier_curve
 from anomalib_pdae.data.defectmaker.fills import cutpaste_fill, noise_fill
@@ -111,9 +111,9 @@ def test_unknown_shape_and_fill_rejected() -> None:
     with pytest.raises(ValueError, match="bezier_scar"):
         make_shape("square", (64, 64), np.random.default_rng(0))
     with pytest.raises(ValueError, match="fill="):
-        defect_label("bezier", "perlin")
+        DefectMaker().label("bezier", "perlin")
     with pytest.raises(ValueError, match="fill="):
-        defect_label("rect", "cutpaste")  # a CutPaste baseline shape, not a DefectMaker type
+        DefectMaker().label("rect", "cutpaste")  # a CutPaste baseline shape, not a DefectMaker type
 
 
 def test_paste_changes_only_masked_pixels() -> None:
@@ -190,7 +190,7 @@ def test_label_mapping() -> None:
         "bezier_clump+noise",
     )
     for label, (shape, fill) in enumerate(DEFECT_TYPES, start=1):
-        assert defect_label(shape, fill) == label
+        assert DefectMaker().label(shape, fill) == label
     images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     batch, labels = defect_batch(
         images, [np.ones((64, 64), bool)] * 3, DefectMaker(), np.random.default_rng(0)

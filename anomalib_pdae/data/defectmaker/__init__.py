@@ -26,7 +26,6 @@ from anomalib_pdae.data.defectmaker.maker import (
     DefectMaker,
     SyntheticDefects,
     defect_batch,
-    defect_label,
 )
 from anomalib_pdae.data.defectmaker.saliency import SALIENCY_MODES, Saliency, estimate_foreground
 
@@ -43,7 +42,6 @@ __all__ = [
     "Saliency",
     "SyntheticDefects",
     "defect_batch",
-    "defect_label",
     "defect_task",
     "estimate_foreground",
 ]

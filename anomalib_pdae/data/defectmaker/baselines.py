@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from anomalib_pdae.data.defectmaker.augment import color_jitter
+from anomalib_pdae.data.defectmaker.fills import FILLS
 from anomalib_pdae.data.defectmaker.maker import Defect, DefectMaker, SyntheticDefects
 from anomalib_pdae.data.defectmaker.placement import random_box
 from anomalib_pdae.data.defectmaker.shapes import perlin_shape, rect_scar_shape, rect_shape
@@ -147,7 +148,8 @@ def texture_crop(
     return np.ascontiguousarray(array[top : top + size[0], left : left + size[1]])
 
 
-DEFECT_TASKS = ("defectmaker", "cutpaste", "draem")
+# DefectMaker with both fills, with one fill only (REB Table 5's ablations), CutPaste, DRAEM.
+DEFECT_TASKS = ("defectmaker", "defectmaker_cutpaste", "defectmaker_noise", "cutpaste", "draem")
 
 
 def defect_task(
@@ -158,7 +160,8 @@ def defect_task(
 ) -> SyntheticDefects:
     """The task named ``name`` from :data:`DEFECT_TASKS`.
 
-    ``soften_prob`` is DefectMaker's only; ``texture_dir`` is DRAEM's only (an error elsewhere).
+    ``defectmaker_<fill>`` is DefectMaker with that fill only. ``soften_prob`` is DefectMaker's
+    only; ``texture_dir`` is DRAEM's only (an error elsewhere).
 
     Example:
         >>> defect_task("cutpaste").num_classes
@@ -174,4 +177,5 @@ def defect_task(
         return CutPasteDefects(jitter=jitter)
     if name == "draem":
         return DraemDefects(texture_dir=texture_dir, jitter=jitter)
-    return DefectMaker(jitter=jitter, soften_prob=soften_prob)
+    fills = (name.removeprefix("defectmaker_"),) if name.startswith("defectmaker_") else FILLS
+    return DefectMaker(jitter=jitter, soften_prob=soften_prob, fills=fills)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from anomalib_pdae.data.defectmaker.augment import color_jitter, random_transpose
-from anomalib_pdae.data.defectmaker.fills import cutpaste_fill, noise_fill
+from anomalib_pdae.data.defectmaker.fills import FILLS, cutpaste_fill, noise_fill
 from anomalib_pdae.data.defectmaker.fusing import fuse, soften_mask
 from anomalib_pdae.data.defectmaker.placement import box_around
 from anomalib_pdae.data.defectmaker.shapes import make_shape
@@ -32,14 +32,6 @@ NUM_CLASSES = len(CLASS_NAMES)
 
 SOFTEN_KERNEL = {"bezier": 5, "bezier_scar": 3, "bezier_clump": 3}
 BLEND_WEIGHT = {"bezier": (1.0, 1.0), "bezier_scar": (1.0, 1.0), "bezier_clump": (0.5, 1.0)}
-
-
-def defect_label(shape: str, fill: str) -> int:
-    """Class label (1-6) of a shape and fill; see :data:`CLASS_NAMES`."""
-    if (shape, fill) not in DEFECT_TYPES:
-        msg = f"Unknown defect type shape={shape!r}, fill={fill!r}; types (shape, fill): {DEFECT_TYPES}."
-        raise ValueError(msg)
-    return DEFECT_TYPES.index((shape, fill)) + 1
 
 
 @dataclass
@@ -144,12 +136,14 @@ class DefectMaker(SyntheticDefects):
     """Generates the seven self-supervised variants of a normal image (REB §3.1).
 
     Every random choice comes from the ``numpy.random.Generator`` passed to each call, so the
-    same seed reproduces the same defects exactly.
+    same seed reproduces the same defects exactly. With one fill only (REB Table 5's ablations)
+    the task has the three shapes with that fill: 4 classes.
 
     Args:
         jitter: strength of the colour jitter of the base image and of each fill.
         soften_prob: probability of softening a mask's edge (erode + blur).
         transpose: apply a random flip/rotation to the base image (and its saliency).
+        fills: the fills used, from :data:`FILLS`.
 
     Example:
         >>> maker = DefectMaker()
@@ -160,14 +154,30 @@ class DefectMaker(SyntheticDefects):
         [0, 1, 2, 3, 4, 5, 6]
     """
 
-    class_names = CLASS_NAMES
-
-    def __init__(self, jitter: float = 0.1, soften_prob: float = 0.5, transpose: bool = True) -> None:
+    def __init__(
+        self,
+        jitter: float = 0.1,
+        soften_prob: float = 0.5,
+        transpose: bool = True,
+        fills: Sequence[str] = FILLS,
+    ) -> None:
         super().__init__(jitter=jitter, transpose=transpose)
         if not 0 <= soften_prob <= 1:
             msg = f"soften_prob must be in [0, 1]; got {soften_prob}."
             raise ValueError(msg)
+        if not fills or not set(fills) <= set(FILLS):
+            msg = f"fills must be a non-empty subset of {FILLS}; got {tuple(fills)}."
+            raise ValueError(msg)
         self.soften_prob = soften_prob
+        self.types = tuple(kind for kind in DEFECT_TYPES if kind[1] in fills)
+        self.class_names = ("normal", *(f"{shape}+{fill}" for shape, fill in self.types))
+
+    def label(self, shape: str, fill: str) -> int:
+        """Class label of a shape and fill: 1-6 with both fills (see :data:`CLASS_NAMES`)."""
+        if (shape, fill) not in self.types:
+            msg = f"Unknown defect type shape={shape!r}, fill={fill!r}; types (shape, fill): {self.types}."
+            raise ValueError(msg)
+        return self.types.index((shape, fill)) + 1
 
     def make_label(
         self,
@@ -178,8 +188,8 @@ class DefectMaker(SyntheticDefects):
         source: np.ndarray | None = None,
         source_saliency: np.ndarray | None = None,
     ) -> Defect:
-        """The defect of class ``label``: the shape and fill of ``DEFECT_TYPES[label - 1]``."""
-        shape, fill = DEFECT_TYPES[label - 1]
+        """The defect of class ``label``: the shape and fill of ``types[label - 1]``."""
+        shape, fill = self.types[label - 1]
         return self.make(image, saliency, shape, fill, rng, source, source_saliency)
 
     def make(
@@ -197,7 +207,7 @@ class DefectMaker(SyntheticDefects):
         The defect is centred on a random pixel of ``saliency``; a cut-paste fill is cut around
         a random salient pixel of ``source`` (another normal image; ``image`` itself if ``None``).
         """
-        label = defect_label(shape, fill)
+        label = self.label(shape, fill)
         height, width = image.shape[:2]
         mask = make_shape(shape, (height, width), rng)[:height, :width]
         top_left = box_around(saliency, mask.shape, rng)

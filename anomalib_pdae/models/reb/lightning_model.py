@@ -75,7 +75,8 @@ class Reb(AnomalibModule):
         min_lr: ``eta_min`` of the cosine annealing.
         ssl_loss: ``"bce"`` (per-class sigmoid BCE on one-hot labels, the code) or
             ``"cross_entropy"`` (the paper's text).
-        defects: synthetic defects of the task: ``"defectmaker"`` (REB), ``"cutpaste"``
+        defects: synthetic defects of the task: ``"defectmaker"`` (REB), DefectMaker with one
+            fill (``"defectmaker_cutpaste"``, ``"defectmaker_noise"``: 4 classes), ``"cutpaste"``
             (CutPaste's rectangle and scar, 3 classes) or ``"draem"`` (Perlin regions with
             texture fills, 2 classes), as in REB's Table 5.
         texture_dir: ``defects="draem"`` only: texture images for the fills (DTD, as DRAEM and
