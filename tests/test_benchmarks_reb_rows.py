@@ -22,6 +22,7 @@ from benchmarks.reb_rows import _record, chosen_k_markdown, prepare
 from benchmarks.tables import BACKBONES, Settings, model_jobs
 from benchmarks.variable_k import (
     K_CANDIDATES,
+    choose_k,
     local_densities,
     pick_k,
     pseudo_anomalies,
@@ -188,6 +189,22 @@ def test_variable_k_variant_of_a_fitted_job_gets_the_chosen_k(synthetic_root: Pa
     assert [row["method"] for row in extra["rows"]] == ["REB (variable K)"]
 
 
+def test_variable_k_on_mvtec_loco_compares_the_loco_candidates(synthetic_root: Path, tmp_path: Path) -> None:
+    datamodule = _datamodule(synthetic_root)
+    spec, extra = prepare(_spec(tmp_path, dataset="mvtec_loco"), datamodule, _model)
+    selection = extra["variable_k"]
+    assert K_CANDIDATES["mvtec_loco"] == (39, 45, 51, 57)
+    assert set(selection["aurocs"]) == {"39", "45", "51", "57"}
+    assert selection["k"] in K_CANDIDATES["mvtec_loco"]
+    assert spec["init_args"]["k"] == selection["k"]
+    assert selection["bank_patches"] > 57
+    # A selection bank of 57 patches or fewer cannot give K = 57 neighbours: refused.
+    model = _model(_spec(tmp_path, init_args={**spec["init_args"], "k": 5}))
+    four_images = [datamodule.train_data[i] for i in range(4)]  # 2 held out, 2 × 16 bank patches
+    with pytest.raises(ValueError, match="K up to 57 needs more than 32 bank patches"):
+        choose_k(model.model, four_images, model.pre_processor.transform, K_CANDIDATES["mvtec_loco"], 45)
+
+
 @pytest.fixture
 def random_weights(tmp_path: Path) -> Path:
     """A resnet18 weights file (random initialisation) standing in for ImageNet weights."""
@@ -300,3 +317,17 @@ def test_committed_smoke_results_hold_the_new_rows() -> None:
     variants = json.loads((runs / name).read_text())
     assert reb["finetune"]["reused"] is False and variants["finetune"]["reused"] is True
     assert reb["spec"]["weights"] == variants["spec"]["weights"] == reb["finetune"]["weights_file"]
+
+
+def test_committed_table3_smoke_results_hold_the_variable_k_rows() -> None:
+    table3 = pd.read_csv(SMOKE / "table3.csv", keep_default_na=False)
+    assert set(table3["method"]) == {"LDKNN (K=45)", "LDKNN (variable K)"}
+    chosen = table3.query("metric == 'k'")
+    assert chosen["method"].tolist() == ["LDKNN (variable K)"]
+    assert set(chosen["value"]) <= set(K_CANDIDATES["kolektorsdd"])
+    report = (SMOKE / "table3.md").read_text()
+    # The published LDKNN (variable K) totals of REB Table 3 (ResNet-18) are joined.
+    rows = [line for line in report.splitlines() if "| LDKNN (variable K) |" in line]
+    assert any("| image_auroc |" in row and "| 86.1 |" in row for row in rows)
+    assert any("| pixel_auroc |" in row and "| 70.3 |" in row for row in rows)
+    assert "Variable K, chosen without test labels" in report

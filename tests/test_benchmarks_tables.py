@@ -20,7 +20,7 @@ from benchmarks.gde import GdeModel, image_embedding
 from benchmarks.published import load_published
 from benchmarks.report import compare
 from benchmarks.runner import build_specs
-from benchmarks.tables import FINETUNE, LOCO_TYPES, PDAE_CONFIG, TABLES, Settings
+from benchmarks.tables import FINETUNE, K_CANDIDATES, LOCO_TYPES, PDAE_CONFIG, TABLES, VARIABLE_K, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 NEW_TABLES = ("table3", "table4", "table5", "patchcore_s1", "patchcore_s2", "patchcore_s3", "pdae")
@@ -202,15 +202,26 @@ def test_patchcore_supplement_tables_share_jobs_and_split_metrics() -> None:
 
 def test_full_run_specs_use_the_papers_settings() -> None:
     table3 = build_specs("table3", Settings(backbone="wide_resnet101_2"), Path("d"), Path("r"))
-    assert len(table3) == 15
+    assert len(table3) == 20
     assert all(spec["anomaly_types"] == LOCO_TYPES for spec in table3)
-    assert {spec["method"] for spec in table3} == {"LDKNN (K=45)", "PatchCore", "REB (K=45)"}
-    assert {spec["init_args"].get("k") for spec in table3 if spec["model"] == "Ldknn"} == {45}
+    methods = {"LDKNN (K=45)", "LDKNN (variable K)", "PatchCore", "REB (K=45)"}
+    assert {spec["method"] for spec in table3} == methods
+    ldknn_k = {spec["method"]: spec["init_args"]["k"] for spec in table3 if spec["key"].startswith("ldknn")}
+    assert ldknn_k == {"LDKNN (K=45)": 45, "LDKNN (variable K)": VARIABLE_K}
     reb = next(spec for spec in table3 if spec["method"] == "REB (K=45)")
     assert reb["finetune"] == FINETUNE
-    assert [(v["method"], v["k"]) for v in reb["variants"]] == [("DefectMaker", 1), ("REB (K=45)", 45)]
+    assert [(v["method"], v["k"]) for v in reb["variants"]] == [
+        ("DefectMaker", 1),
+        ("REB (K=45)", 45),
+        ("REB (variable K)", VARIABLE_K),
+    ]
+    # Variable K is chosen among REB's MVTec LOCO candidates (the authors' LOCO sweep); BTAD has
+    # none, so table4 has no variable-K row.
+    assert {spec["dataset"] for spec in table3} == {"mvtec_loco"}
+    assert K_CANDIDATES["mvtec_loco"] == (39, 45, 51, 57)
     smoke3 = build_specs("table3", Settings(backbone="mobilenetv2_100", smoke=True), Path("d"), Path("r"))
-    assert [spec["method"] for spec in smoke3] == ["LDKNN (K=45)"]
+    assert [spec["method"] for spec in smoke3] == ["LDKNN (K=45)", "LDKNN (variable K)"]
+    assert all(spec["anomaly_types"] == LOCO_TYPES for spec in smoke3)
     assert {spec["datamodule"] for spec in table3} == {"MVTecLOCO"}
     table4 = build_specs("table4", Settings(backbone=TABLES["table4"].backbone), Path("d"), Path("r"))
     assert {spec["category"] for spec in table4} == {"01", "02", "03"}
@@ -218,6 +229,10 @@ def test_full_run_specs_use_the_papers_settings() -> None:
     assert {spec["backbone"] for spec in table4} == {"wide_resnet50_2"}
     assert [spec["init_args"].get("k") for spec in table4 if spec["model"] == "Ldknn"] == [57] * 6
     assert [v["k"] for v in table4[2]["variants"]] == [1, 57]
+    assert "btad" not in K_CANDIDATES
+    ks = [s["init_args"].get("k") for s in table4] + [v["k"] for s in table4 for v in s.get("variants") or []]
+    assert VARIABLE_K not in ks
+    assert {s["method"] for s in table4} == {"LDKNN (K=57)", "PatchCore", "REB (K=57)"}
     # REB's D: 1024 on WR50 (SPEC §1), 512 on ResNet-18.
     assert {s["init_args"]["embedding_dim"] for s in table4 if s["model"] == "Ldknn"} == {1024}
     table5 = build_specs("table5", Settings(), Path("d"), Path("r"))[:4]
@@ -289,7 +304,7 @@ def test_smoke_outputs_and_their_join_to_the_published_numbers(smoke) -> None:
     results, outputs = smoke
     expected = {
         # table: (csv, methods, metrics)
-        "table3": ("table3", {"LDKNN (K=45)"}, {"image_auroc", "pixel_auroc"}),
+        "table3": ("table3", {"LDKNN (K=45)", "LDKNN (variable K)"}, {"image_auroc", "pixel_auroc", "k"}),
         "table4": ("table4", {"LDKNN (K=57)"}, {"image_auroc", "pixel_auroc"}),
         "table5": ("table5", {"GDE", "KNN", "LDKNN"}, {"image_auroc", "pixel_auroc"}),
         "patchcore_s1": ("patchcore_supplement", {"PatchCore-1%"}, {"image_auroc", "pixel_auroc", "pro"}),
@@ -299,7 +314,10 @@ def test_smoke_outputs_and_their_join_to_the_published_numbers(smoke) -> None:
         frame = pd.read_csv(results / f"{csv}.csv", keep_default_na=False)
         assert set(frame["method"]) == methods, table
         assert set(frame["metric"]) == metrics, table
-        assert all(math.isfinite(v) and 0 < v <= 100 for v in frame["value"]), table
+        aurocs = frame.query("metric != 'k'")["value"]
+        assert all(math.isfinite(v) and 0 < v <= 100 for v in aurocs), table
+        # The chosen variable K: one of the stand-in's candidates.
+        assert set(frame.query("metric == 'k'")["value"]) <= set(K_CANDIDATES["kolektorsdd"]), table
         # Better than chance on real cracks for every row but the 1-epoch smoke PDAE.
         if table != "pdae":
             assert (frame.query("metric == 'image_auroc'")["value"] > 55).all(), table
@@ -321,6 +339,8 @@ def test_smoke_outputs_and_their_join_to_the_published_numbers(smoke) -> None:
     joined = {
         ("table3", "LDKNN (K=45)", "image_auroc"): "85.4",
         ("table3", "LDKNN (K=45)", "pixel_auroc"): "68.5",
+        ("table3", "LDKNN (variable K)", "image_auroc"): "86.1",
+        ("table3", "LDKNN (variable K)", "pixel_auroc"): "70.3",
         ("table4", "LDKNN (K=57)", "image_auroc"): "–",
         ("table5", "GDE", "image_auroc"): "90.3",
         ("table5", "LDKNN", "image_auroc"): "99.1",
