@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=None, help="output folder")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--textures",
+        type=Path,
+        default=None,
+        help="table5: texture images for the DRAEM representation (DTD, e.g. dtd/images)",
+    )
     return parser.parse_args(argv)
 
 
@@ -52,6 +58,16 @@ def settings_for(args: argparse.Namespace) -> Settings:
     table = TABLES[args.table]
     if args.table == "pdae" and (args.backbone or (args.weights and not args.smoke)):
         msg = "pdae runs the backbones of configs/pdae/mvtec.yaml from the hub: no --backbone/--weights"
+        raise SystemExit(msg)
+    if args.textures is not None and not args.textures.is_dir():
+        msg = f"texture folder {args.textures} not found"
+        raise SystemExit(msg)
+    textures = str(args.textures.resolve()) if args.textures is not None else None
+    if args.table == "table5" and not args.smoke and textures is None:
+        msg = (
+            "table5's DRAEM representation fills its defects with DTD textures, as REB did: pass "
+            "--textures DIR (the images/ folder of https://www.robots.ox.ac.uk/~vgg/data/dtd/)"
+        )
         raise SystemExit(msg)
     if args.smoke:
         return replace(
@@ -64,10 +80,11 @@ def settings_for(args: argparse.Namespace) -> Settings:
                 smoke=True,
                 k_values=(1, 9, 33),
                 coreset_ratios=(0.1, 0.01),
+                textures=textures,
             ),
             **table.smoke_settings,
         )
-    return Settings(backbone=args.backbone or table.backbone, image_size=table.image_size)
+    return Settings(backbone=args.backbone or table.backbone, image_size=table.image_size, textures=textures)
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -2,7 +2,8 @@
 
 :func:`prepare` runs inside a job process (:mod:`benchmarks.job`) before the model is fitted:
 
-- ``spec["finetune"]``: the backbone is fine-tuned with REB's DefectMaker task (:class:`Reb`,
+- ``spec["finetune"]``: the backbone is fine-tuned with REB's DefectMaker task, or with the
+  defects named by its ``defects`` (Table 5's CutPaste / DRAEM representations) (:class:`Reb`,
   stopped as soon as its updates are done, before it builds a memory bank) and the job's
   ``Ldknn`` loads the fine-tuned weights instead of the ImageNet ones. The weights are kept in
   ``<results>/finetuned/`` with a JSON record of how they were made; every later job of the same
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .tables import BACKBONES, VARIABLE_K
+from .tables import VARIABLE_K, fixed_k
 
 VARIABLE = VARIABLE_K
 
@@ -43,7 +44,9 @@ def _stop_after_finetuning():
 
 def finetuned_path(spec: dict) -> Path:
     """Where a job's fine-tuned backbone is kept: ``<results>/finetuned/``, beside ``runs/``."""
-    name = f"{spec['dataset']}.{spec['category']}.{spec['backbone']}.seed{spec['seed']}.safetensors"
+    defects = spec["finetune"].get("defects", "defectmaker")
+    suffix = "" if defects == "defectmaker" else f".{defects}"
+    name = f"{spec['dataset']}.{spec['category']}.{spec['backbone']}.seed{spec['seed']}{suffix}.safetensors"
     return Path(spec["log"]).resolve().parents[1] / "finetuned" / name
 
 
@@ -162,7 +165,7 @@ def prepare(spec: dict, datamodule, build_model: Callable[[dict], object]) -> tu
         spec = {**spec, "weights": str(path)}
         seed_everything(spec["seed"], workers=True)
     if variable:
-        default = BACKBONES[spec["backbone"]]["k"]
+        default = fixed_k(spec["dataset"], spec["backbone"])
         fixed = {**spec, "init_args": {**spec["init_args"], "k": default}}
         model = build_model(fixed)
         selection = choose_k(
@@ -202,7 +205,7 @@ def chosen_k_markdown(results) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in chosen.itertuples(index=False):
-        fixed = BACKBONES[row.backbone]["k"]
+        fixed = fixed_k(row.dataset, row.backbone)
         lines.append(
             f"| {row.dataset} | {row.backbone} | {row.category} | {row.method} | {fixed} | {int(row.value)} |"
         )

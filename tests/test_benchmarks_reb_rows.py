@@ -196,6 +196,7 @@ def test_variable_k_on_mvtec_loco_compares_the_loco_candidates(synthetic_root: P
     assert K_CANDIDATES["mvtec_loco"] == (39, 45, 51, 57)
     assert set(selection["aurocs"]) == {"39", "45", "51", "57"}
     assert selection["k"] in K_CANDIDATES["mvtec_loco"]
+    assert selection["default"] == 45  # ties go to Table 3's fixed K, not the backbone's MVTec AD K
     assert spec["init_args"]["k"] == selection["k"]
     assert selection["bank_patches"] > 57
     # A selection bank of 57 patches or fewer cannot give K = 57 neighbours: refused.
@@ -298,6 +299,9 @@ def test_chosen_k_section_lists_fixed_and_chosen_k() -> None:
     assert "| mvtec_ad | wide_resnet50_2 | carpet | LDKNN (variable K) | 9 | 7 |" in section
     assert "| mvtec_ad | wide_resnet50_2 | grid | REB (variable K) | 9 | 11 |" in section
     assert chosen_k_markdown(results[results["metric"] != "k"]) == ""
+    loco = results.assign(dataset="mvtec_loco", value=[99.0, 39.0, 51.0])
+    section = chosen_k_markdown(loco)  # Table 3's fixed K is 45 for every backbone
+    assert "| mvtec_loco | wide_resnet50_2 | carpet | LDKNN (variable K) | 45 | 39 |" in section
 
 
 def test_committed_smoke_results_hold_the_new_rows() -> None:

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from benchmarks.__main__ import parse_args, settings_for
 from benchmarks.details import aupro, auroc_by_type
 from benchmarks.gde import GdeModel, image_embedding
 from benchmarks.published import load_published
@@ -235,23 +236,48 @@ def test_full_run_specs_use_the_papers_settings() -> None:
     assert {s["method"] for s in table4} == {"LDKNN (K=57)", "PatchCore", "REB (K=57)"}
     # REB's D: 1024 on WR50 (SPEC §1), 512 on ResNet-18.
     assert {s["init_args"]["embedding_dim"] for s in table4 if s["model"] == "Ldknn"} == {1024}
-    table5 = build_specs("table5", Settings(), Path("d"), Path("r"))[:4]
+    table5 = build_specs("table5", Settings(textures="dtd/images"), Path("d"), Path("r"))[:12]
+    representations = [
+        "ImageNet",
+        "DefectMaker (config 3)",
+        "DefectMaker (CutPaste fill only)",
+        "DefectMaker (noise fill only)",
+        "CutPaste",
+        "DRAEM",
+    ]
     assert [(s["model"], s["representation"]) for s in table5] == [
         ("Gde", "ImageNet"),
         ("Ldknn", "ImageNet"),
-        ("Ldknn", "DefectMaker"),
-        ("Gde", "DefectMaker"),
+        *((model, r) for r in representations[1:] for model in ("Ldknn", "Gde")),
     ]
     assert table5[0]["init_args"]["layer"] == "layer4"
     assert table5[1]["init_args"]["embedding_dim"] == 512
     assert [v["method"] for v in table5[1]["variants"]] == ["KNN", "LDKNN"]
-    assert table5[2]["finetune"] == table5[3]["finetune"]
+    finetunes = [table5[i]["finetune"] for i in range(2, 12, 2)]
+    assert finetunes == [table5[i]["finetune"] for i in range(3, 12, 2)]  # GDE reuses the weights
+    assert [f.get("defects", "defectmaker") for f in finetunes] == [
+        "defectmaker", "defectmaker_cutpaste", "defectmaker_noise", "cutpaste", "draem",
+    ]  # fmt: skip
+    assert [f.get("texture_dir") for f in finetunes] == [None] * 4 + ["dtd/images"]
+    # DefectMaker's weights are table2's: the same fine-tuning settings, so the same file.
+    table2 = build_specs("table2", Settings(), Path("d"), Path("r"))
+    assert finetunes[0] == next(s["finetune"] for s in table2 if s.get("finetune"))
     pdae = build_specs("pdae", Settings(backbone="x", image_size=384), Path("d"), Path("r"))
     config = yaml.safe_load(PDAE_CONFIG.read_text())
     assert len(pdae) == 15
     assert pdae[0]["init_args"] == config["model"]["init_args"]
     assert pdae[0]["batch_size"] == config["data"]["init_args"]["train_batch_size"] == 4
     assert pdae[0]["image_size"] == 384
+
+
+def test_table5_full_run_needs_the_dtd_textures(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--textures DIR"):
+        settings_for(parse_args(["table5"]))
+    with pytest.raises(SystemExit, match="not found"):
+        settings_for(parse_args(["table5", "--textures", str(tmp_path / "dtd")]))
+    settings = settings_for(parse_args(["table5", "--textures", str(tmp_path)]))
+    assert settings.textures == str(tmp_path.resolve())
+    assert settings_for(parse_args(["table5", "--smoke"])).textures is None  # smoke: training-image fills
 
 
 @pytest.mark.parametrize("table", NEW_TABLES)
@@ -266,9 +292,13 @@ def test_every_method_label_exists_in_the_published_table(table: str) -> None:
         labels = [v["method"] for v in s.get("variants") or s.get("sweep") or [s]]
         methods |= {(s["representation"], label) for label in labels}
     # Documented in the tables' notes: Table 4 publishes neither LDKNN nor DefectMaker rows, and
-    # Table 5's DefectMaker configurations cannot be identified.
-    unpublished = {("", "LDKNN (K=57)"), ("DefectMaker", "KNN"), ("DefectMaker", "LDKNN")}
-    unpublished |= {("DefectMaker", "GDE")} | ({("", "DefectMaker")} if table == "table4" else set())
+    # Table 5's single-fill DefectMaker configurations cannot be told apart.
+    unpublished = {("", "LDKNN (K=57)")} | ({("", "DefectMaker")} if table == "table4" else set())
+    unpublished |= {
+        (f"DefectMaker ({fill} fill only)", method)
+        for fill in ("CutPaste", "noise")
+        for method in ("GDE", "KNN", "LDKNN")
+    }
     known = set(zip(published["representation"], published["method"], strict=True))
     assert methods - unpublished <= known
     assert methods - unpublished
@@ -324,7 +354,7 @@ def test_smoke_outputs_and_their_join_to_the_published_numbers(smoke) -> None:
     # GDE gives image scores only; the fine-tuned representation has its own rows.
     table5 = pd.read_csv(results / "table5.csv", keep_default_na=False)
     assert set(table5.query("method == 'GDE'")["metric"]) == {"image_auroc"}
-    assert set(table5["representation"]) == {"ImageNet"}
+    assert set(table5["representation"]) == {"ImageNet", "CutPaste", "DRAEM"}
     # S2 and S3 reuse S1's job: nothing is run again, and each report keeps its own metric.
     assert "running" in outputs["patchcore_s1"]
     for table in ("patchcore_s2", "patchcore_s3"):
@@ -344,15 +374,18 @@ def test_smoke_outputs_and_their_join_to_the_published_numbers(smoke) -> None:
         ("table4", "LDKNN (K=57)", "image_auroc"): "–",
         ("table5", "GDE", "image_auroc"): "90.3",
         ("table5", "LDKNN", "image_auroc"): "99.1",
+        ("table5", "KNN", "image_auroc", "CutPaste"): "98.2",
+        ("table5", "GDE", "image_auroc", "DRAEM"): "91.0",
+        ("table5", "LDKNN", "image_auroc", "DRAEM"): "98.9",
         ("patchcore_s1", "PatchCore-1%", "image_auroc"): "99.0",
         ("patchcore_s2", "PatchCore-1%", "pixel_auroc"): "98.0",
         ("patchcore_s3", "PatchCore-1%", "pro"): "93.1",
         ("pdae", "PDAE", "pixel_auroc"): "98.5",
     }
-    for (table, method, metric), published in joined.items():
+    for (table, method, metric, *representation), published in joined.items():
         rows = _report_rows(results / f"{table}.md")
         keep = (rows["method"] == method) & (rows["metric"] == metric)
-        row = rows[keep & rows["representation"].isin(["", "ImageNet"])].iloc[0]
+        row = rows[keep & rows["representation"].isin(representation or ["", "ImageNet"])].iloc[0]
         assert row["published"] == published, (table, method, metric)
         if published != "–":
             assert float(row["difference"]) == pytest.approx(float(row["ours"]) - float(published), abs=0.11)
