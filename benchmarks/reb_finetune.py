@@ -1,14 +1,17 @@
-"""LDKNN with ImageNet weights vs LDKNN with DefectMaker-fine-tuned weights (REB) on KolektorSDD.
+"""LDKNN with ImageNet weights vs LDKNN on fine-tuned weights (REB and Table 5's others) on KolektorSDD.
 
 A CPU-sized budget, far below the paper's (300 updates × ~1000 images at 256×256): both rows use
 128×128 inputs, the offline ``mobilenetv2_100`` ImageNet weights, layers ``blocks.2`` +
 ``blocks.4``, K = 5, gamma = 1 and a 10 % greedy coreset (REB keeps the whole bank; the coreset
-keeps this run within minutes). The REB row fine-tunes for ``--updates`` updates of
-``--images-per-update`` synthetic images (7 DefectMaker variants per training image), the first
-``--freeze`` updates head-only, cosine restart period scaled to the run (T0 = 1.1 × updates, as
-the paper's 330 for 300), then builds the same LDKNN on the fine-tuned backbone.
+keeps this run within minutes). Each fine-tuned row (``--defects``: ``defectmaker`` is REB, the
+others are REB Table 5's representations, see ``Reb(defects=...)``) fine-tunes for ``--updates``
+updates of ``--images-per-update`` synthetic images (e.g. 7 DefectMaker variants per training
+image), the first ``--freeze`` updates head-only, cosine restart period scaled to the run
+(T0 = 1.1 × updates, as the paper's 330 for 300), then builds the same LDKNN on the fine-tuned
+backbone.
 
     python benchmarks/reb_finetune.py [--data ../shared/data/kolektorsdd] [--updates 24]
+        [--defects defectmaker cutpaste draem]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
+from anomalib_pdae.data.defectmaker import DEFECT_TASKS
 from anomalib_pdae.models.ldknn import Ldknn
 from anomalib_pdae.models.reb import Reb
 
@@ -30,6 +34,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 BACKBONE = "mobilenetv2_100"
 LAYERS = ("blocks.2", "blocks.4")
+ROW_NAMES = {
+    "defectmaker": "REB: DefectMaker",
+    "defectmaker_cutpaste": "DefectMaker (CutPaste fill only)",
+    "defectmaker_noise": "DefectMaker (noise fill only)",
+    "cutpaste": "CutPaste",
+    "draem": "DRAEM (training-image fills)",
+}
 
 
 def run(model: Ldknn | Reb, data: Path, root: Path, batch_size: int) -> tuple[dict, float, dict]:
@@ -57,6 +68,7 @@ def main() -> None:
     parser.add_argument("--freeze", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--coreset", type=float, default=0.1)
+    parser.add_argument("--defects", nargs="+", choices=DEFECT_TASKS, default=["defectmaker"])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "reb_finetune.md")
     args = parser.parse_args()
 
@@ -75,36 +87,39 @@ def main() -> None:
         rows.append(("LDKNN, ImageNet weights", results, seconds, ""))
         print(rows[-1])
 
-        seed_everything(0)
         common["pre_processor"] = Reb.configure_pre_processor((args.size, args.size))
-        reb = Reb(
-            **common,
-            num_updates=args.updates,
-            images_per_update=args.images_per_update,
-            freeze_updates=args.freeze,
-            restart_period=max(1, math.ceil(1.1 * args.updates)),
-            backbone_path=Path(tmp) / "reb_backbone.safetensors",
-        )
-        results, seconds, metrics = run(reb, args.data, Path(tmp) / "reb", args.batch_size)
-        note = (
-            f"last fine-tuning batch: SSL loss {metrics.get('ssl_loss', float('nan')):.3f}, "
-            f"7-class accuracy {metrics.get('ssl_accuracy', float('nan')):.2f}"
-        )
-        rows.append(("REB: LDKNN, DefectMaker-fine-tuned weights", results, seconds, note))
-        print(rows[-1])
+        for defects in args.defects:
+            seed_everything(0)
+            reb = Reb(
+                **common,
+                num_updates=args.updates,
+                images_per_update=args.images_per_update,
+                freeze_updates=args.freeze,
+                restart_period=max(1, math.ceil(1.1 * args.updates)),
+                defects=defects,
+                backbone_path=Path(tmp) / f"{defects}_backbone.safetensors",
+            )
+            results, seconds, metrics = run(reb, args.data, Path(tmp) / defects, args.batch_size)
+            note = (
+                f"last fine-tuning batch: SSL loss {metrics.get('ssl_loss', float('nan')):.3f}, "
+                f"{reb.maker.num_classes}-class accuracy {metrics.get('ssl_accuracy', float('nan')):.2f}"
+            )
+            rows.append((f"LDKNN, {ROW_NAMES[defects]}-fine-tuned weights", results, seconds, note))
+            print(rows[-1])
 
     write_report(args, rows)
 
 
 def write_report(args: argparse.Namespace, rows: list) -> None:
     lines = [
-        "# REB fine-tuning vs ImageNet weights, LDKNN on KolektorSDD",
+        "# Fine-tuned (REB, Table 5's representations) vs ImageNet weights, LDKNN on KolektorSDD",
         "",
         "Produced by `benchmarks/reb_finetune.py` (CPU, 2 shared cores). Command:",
         "",
         "    python benchmarks/reb_finetune.py "
         f"--updates {args.updates} --images-per-update {args.images_per_update} --freeze {args.freeze} "
-        f"--size {args.size} --batch-size {args.batch_size} --coreset {args.coreset}",
+        f"--size {args.size} --batch-size {args.batch_size} --coreset {args.coreset} "
+        f"--defects {' '.join(args.defects)}",
         "",
         f"Setup: `{BACKBONE}` offline ImageNet weights, layers {', '.join(LAYERS)}, {args.size}×{args.size} "
         f"input, K = 5, gamma = 1, {args.coreset:.0%} greedy coreset, KolektorSDD (250 train good; test: "
