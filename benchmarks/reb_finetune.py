@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 BACKBONE = "mobilenetv2_100"
 LAYERS = ("blocks.2", "blocks.4")
+PAPER_IMAGES = 300 * 1000  # REB's fine-tuning: 300 updates of ~1000 synthetic images
 ROW_NAMES = {
     "defectmaker": "REB: DefectMaker",
     "defectmaker_cutpaste": "DefectMaker (CutPaste fill only)",
@@ -128,7 +129,7 @@ def write_report(args: argparse.Namespace, rows: list) -> None:
         f"Fine-tuning budget: {args.updates} updates × {args.images_per_update} synthetic images "
         f"({args.updates * args.images_per_update} images, {args.freeze} head-only updates, SGD lr 0.03, "
         f"cosine T0 = {max(1, math.ceil(1.1 * args.updates))}) — the paper uses 300 updates × ~1000 images "
-        "at 256×256, about 100× more.",
+        f"at 256×256, {PAPER_IMAGES / (args.updates * args.images_per_update):.0f}× more images.",
         "",
         "| Weights | Image AUROC | Pixel AUROC | fit time (s) | notes |",
         "|---|---|---|---|---|",
