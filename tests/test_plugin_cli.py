@@ -106,8 +106,11 @@ def test_cli_export_openvino_matches_the_checkpoint(
         got = inferencer.predict(images[:batch])
         assert len(set(expected.pred_score.tolist())) == batch  # the images really score differently
         np.testing.assert_allclose(got.pred_score.reshape(-1), expected.pred_score.numpy(), rtol=1e-4)
+        # The maps are normalised to [0, 1]; near 0 the exported graph's float32 rounding differs
+        # from torch's by up to ~2e-6 (seen in a CI run), so atol is 1e-5 of the map's range.
+        assert expected.anomaly_map.min() >= 0 and expected.anomaly_map.max() <= 1
         np.testing.assert_allclose(
-            got.anomaly_map.reshape(-1), expected.anomaly_map.numpy().reshape(-1), rtol=1e-4, atol=1e-6
+            got.anomaly_map.reshape(-1), expected.anomaly_map.numpy().reshape(-1), rtol=1e-4, atol=1e-5
         )
 
 
