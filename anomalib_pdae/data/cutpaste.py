@@ -14,12 +14,17 @@ class CutPaste(nn.Module):
 
     Per image one of two shapes, with equal probability: *cutpaste*, a rectangle of
     ``area_ratio`` × the image area with aspect ratio drawn from ``[0.3, 1]`` or ``[1, 3.3]``;
-    or *scar*, a thin rectangle (width 2–16, length 10–25 px at 256 px, scaled with the image)
-    rotated by up to ±45°. The copied region gets ColorJitter(0.1, 0.1, 0.1, 0.1).
+    or *scar*, a thin rectangle of width 2–16 and length 10–25 px rotated by up to ±45°. The
+    copied region gets ColorJitter(0.1, 0.1, 0.1, 0.1).
+
+    Scar sizes are pixels of the image CutPaste was designed to see. Applied after resizing, they
+    are scaled by ``width / native_width`` when the dataset's native width is known (as if cut
+    before resizing, the way PDAE's code does on MVTec LOCO), else by ``min(H, W) / 256``.
 
     Args:
         area_ratio: range of the cutpaste rectangle's share of the image area.
         jitter: strength of brightness, contrast, saturation and hue jitter of the copied region.
+        native_width: width in pixels of the dataset's images before resizing, if known.
 
     Example:
         >>> augment = CutPaste()
@@ -27,12 +32,21 @@ class CutPaste(nn.Module):
         torch.Size([2, 3, 64, 64])
     """
 
-    def __init__(self, area_ratio: tuple[float, float] = (0.02, 0.15), jitter: float = 0.1) -> None:
+    def __init__(
+        self,
+        area_ratio: tuple[float, float] = (0.02, 0.15),
+        jitter: float = 0.1,
+        native_width: int | None = None,
+    ) -> None:
         super().__init__()
         if not 0 < area_ratio[0] <= area_ratio[1] < 1:
             msg = f"area_ratio must satisfy 0 < low <= high < 1, got {area_ratio}."
             raise ValueError(msg)
+        if native_width is not None and native_width < 1:
+            msg = f"native_width must be a positive number of pixels or None, got {native_width}."
+            raise ValueError(msg)
         self.area_ratio = area_ratio
+        self.native_width = native_width
         self.color_jitter = v2.ColorJitter(jitter, jitter, jitter, jitter) if jitter > 0 else nn.Identity()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -48,7 +62,7 @@ class CutPaste(nn.Module):
             patch_h = min(max(int(math.sqrt(area / aspect)), 1), height)
             angle = 0.0
         else:
-            scale = min(height, width) / 256
+            scale = width / self.native_width if self.native_width else min(height, width) / 256
             patch_w = min(max(round(_uniform(2, 16) * scale), 1), width)
             patch_h = min(max(round(_uniform(10, 25) * scale), 1), height)
             angle = math.radians(_uniform(-45, 45))

@@ -2,7 +2,7 @@
 
 from .backbone import Backbone
 from .coreset import greedy_coreset
-from .embedding import PatchEmbedding, neighbourhood_pool
+from .embedding import PatchEmbedding, neighbourhood_pool, reb_embedding_dim
 from .multi_backbone import MultiBackbone
 from .search import faiss_knn, nearest_neighbours, squared_distances
 
@@ -14,5 +14,6 @@ __all__ = [
     "greedy_coreset",
     "nearest_neighbours",
     "neighbourhood_pool",
+    "reb_embedding_dim",
     "squared_distances",
 ]

@@ -19,7 +19,9 @@ class Backbone(nn.Module):
     transformer-family models (tokens reshaped to their grid, class token left out) alike.
 
     Args:
-        name: timm architecture, e.g. ``"resnet18"`` or ``"cait_xxs24_384"``.
+        name: timm architecture, optionally with a weights tag: ``"resnet18.tv_in1k"`` (torchvision's
+            ImageNet weights), ``"cait_xxs24_384"`` (timm's default tag). The tag picks the
+            pretrained checkpoint and its normalisation; with ``weights`` it names what the file holds.
         layers: module names to return, e.g. ``("layer2", "layer3")`` or ``("blocks.15",)``.
         pre_trained: download timm's pretrained weights through its normal hub path.
         weights: a local weights file (safetensors or a torch state dict with timm's parameter

@@ -119,6 +119,27 @@ def _concatenation_plan(channel_counts: tuple[int, ...], out_dim: int) -> tuple[
     return plan, torch.tensor([end - start for start, end in zip(starts, ends, strict=True)])
 
 
+# REB's code pools every backbone to one embedding length: 512 for ResNet-18 (and VGG-11), 1024
+# for the deeper ResNets; architectures REB never used keep 512.
+REB_EMBEDDING_DIMS = {
+    "resnet18": 512,
+    "vgg11_bn": 512,
+    "wide_resnet50_2": 1024,
+    "resnet101": 1024,
+    "wide_resnet101_2": 1024,
+}
+
+
+def reb_embedding_dim(backbone: str) -> int:
+    """REB's embedding length D for a timm backbone name (a ``name.tag`` counts as its ``name``).
+
+    Example:
+        >>> reb_embedding_dim("wide_resnet50_2.tv_in1k")
+        1024
+    """
+    return REB_EMBEDDING_DIMS.get(backbone.split(".", maxsplit=1)[0], 512)
+
+
 class PatchEmbedding(nn.Module):
     """Turns multi-layer feature maps into one embedding per location of the first map.
 

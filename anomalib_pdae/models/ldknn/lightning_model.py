@@ -27,15 +27,16 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
     """Local-density KNN (REB, Lyu et al.): 1-NN patch distance minus gamma × the local density.
 
     Training collects patch embeddings of normal images; when the epoch ends the memory bank
-    (optionally a greedy coreset) and each memory point's local density are computed. Defaults
-    are REB's: ResNet-18 ``layer2`` + ``layer3``, K = 5, gamma = 1, subtract form, block-max image
-    score, whole bank, D = 512, 256×256 input. The backbone normalises its own input, so the
-    pre-processor only resizes. Grey and RGBA images work as they are; anomalib's reader clips
-    16-bit images, so convert such a dataset first with
+    (optionally a greedy coreset) and each memory point's local density are computed. Defaults are
+    REB's: ResNet-18 with torchvision's ImageNet weights (``resnet18.tv_in1k``, as REB and PatchCore
+    loaded them) ``layer2`` + ``layer3``, K = 5, gamma = 1, subtract form, block-max image score,
+    whole bank, D = REB's for the backbone (512 for ResNet-18), 256×256 input. The backbone
+    normalises its own input, so the pre-processor only resizes. Grey and RGBA images work as they
+    are; anomalib's reader clips 16-bit images, so convert such a dataset first with
     :func:`anomalib_pdae.data.images.convert_to_8bit`.
 
     Args:
-        backbone: timm architecture.
+        backbone: timm architecture, optionally with its weights tag (``name.tag``).
         layers: two (or more) feature layers, shallow first.
         pre_trained: load timm's pretrained weights (needs the model hub).
         weights: local weights file for air-gapped machines (overrides ``pre_trained``).
@@ -43,10 +44,12 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         ld_coefficient: gamma, the weight of the local density.
         density_mode: ``"subtract"`` (the code: d − gamma·ld) or ``"ratio"`` (d / ld^gamma).
         image_score: ``"block_max"`` (max of 3×3 block means, the code) or ``"max"`` (the paper).
-        scorer: ``"ldknn"`` or a Table 6 variant: ``"knn"``, ``"kth_nn"``, ``"lof"``, ``"ldof"``.
+        scorer: ``"ldknn"`` or a Table 6 variant: ``"knn"``, ``"kth_nn"``, ``"lof"``, ``"ldof"``
+            (textbook forms) or ``"lof_reb"``, ``"ldof_reb"`` (as REB's code computes them).
         distance: ``"squared"`` L2 (REB code) or ``"euclidean"`` (PatchCore).
         coreset_ratio: fraction of patches kept by the greedy coreset (1 keeps all).
-        embedding_dim: D of the reference aggregation.
+        embedding_dim: D of the reference aggregation; ``None`` = REB's for the backbone (512
+            for ResNet-18, 1024 for the wide ResNets and ResNet-101, else 512).
         aggregation: ``"reference"`` (PatchCore reference code) or ``"anomalib"`` (anomalib's).
 
     Example:
@@ -60,7 +63,7 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
 
     def __init__(
         self,
-        backbone: str = "resnet18",
+        backbone: str = "resnet18.tv_in1k",
         layers: Sequence[str] = ("layer2", "layer3"),
         pre_trained: bool = True,
         weights: str | Path | None = None,
@@ -71,7 +74,7 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         scorer: str = "ldknn",
         distance: str = "squared",
         coreset_ratio: float = 1.0,
-        embedding_dim: int = 512,
+        embedding_dim: int | None = None,
         aggregation: str = "reference",
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,

@@ -4,6 +4,9 @@ Each scorer has two halves: ``fit_statistics`` computes per-memory-point tables 
 time (faiss, numpy), and ``score`` turns a query's neighbours into a score inside ``forward``
 (torch only, export-safe). Distances are squared L2 like faiss returns them (the authors' code),
 or plain L2 with ``distance="euclidean"`` (PatchCore's).
+
+``lof`` and ``ldof`` are the textbook forms (Breunig et al. 2000; Zhang et al. 2009);
+``lof_reb`` and ``ldof_reb`` are the forms REB's code scores its Table 6 with.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import torch
 
 from anomalib_pdae.models.components.search import faiss_knn, nearest_neighbours
 
-SCORERS = ("ldknn", "knn", "kth_nn", "lof", "ldof")
+SCORERS = ("ldknn", "knn", "kth_nn", "lof", "ldof", "lof_reb", "ldof_reb")
+# Scorers that need K >= 2: LDOF averages distances among the K neighbours, REB's LOF fits on K - 1.
+NEEDS_TWO_NEIGHBOURS = ("ldof", "lof_reb", "ldof_reb")
 DENSITY_MODES = ("subtract", "ratio")
 DISTANCES = ("squared", "euclidean")
 # Guards the ratio forms against a zero density (duplicated memory points).
@@ -34,7 +39,10 @@ def fit_statistics(
       neighbours in the full (pre-coreset) bank, itself excluded — as the REB code does.
     - ``lof``: ``k_distance`` (distance to the K-th neighbour) and ``lrd`` (local reachability
       density, Breunig et al. 2000), both within the memory bank.
-    - ``knn``, ``kth_nn``, ``ldof``: nothing.
+    - ``lof_reb``: ``lrd`` = 1 / the point's own distance to its (K − 1)-th neighbour in the
+      memory bank, itself excluded (REB's code searches K neighbours and drops the first; its
+      reachability distance takes the point's own k-distance, so the mean is that distance).
+    - ``knn``, ``kth_nn``, ``ldof``, ``ldof_reb``: nothing.
     """
     if scorer == "ldknn":
         distances = _knn_distances(memory, full_bank, k, distance, "local density" if progress else None)[0]
@@ -47,6 +55,9 @@ def fit_statistics(
         reach = np.maximum(k_distance[indices], distances)
         lrd = 1.0 / (reach.mean(1) + EPSILON)
         return {"k_distance": torch.from_numpy(k_distance), "lrd": torch.from_numpy(lrd.astype(np.float32))}
+    if scorer == "lof_reb":
+        distances = _knn_distances(memory, memory, k - 1, distance, "LOF densities" if progress else None)[0]
+        return {"lrd": torch.from_numpy((1.0 / (distances[:, -1] + EPSILON)).astype(np.float32))}
     return {}
 
 
@@ -60,7 +71,14 @@ def score(
     density_mode: str = "subtract",
     distance: str = "squared",
 ) -> torch.Tensor:
-    """Score of every query row ``(N,)``; higher is more anomalous."""
+    """Score of every query row ``(N,)``; higher is more anomalous.
+
+    ``lof_reb``: mean ``lrd`` of the K neighbours over the query's own ``1 / k-distance``.
+    ``ldof_reb``: LDOF on Euclidean distances whatever ``distance`` says (REB's code takes the
+    square root of faiss's distances and ``torch.cdist`` among the neighbours).
+    """
+    if scorer == "ldof_reb":
+        scorer, distance = "ldof", "euclidean"
     if scorer == "ldknn":
         nearest, index = nearest_neighbours(queries, memory, k=1)
         nearest, index = _metric(nearest[:, 0], distance), index[:, 0]
@@ -78,6 +96,8 @@ def score(
         reach = torch.maximum(statistics["k_distance"][indices], distances)
         own_lrd = 1.0 / (reach.mean(1) + EPSILON)
         return statistics["lrd"][indices].mean(1) / own_lrd
+    if scorer == "lof_reb":
+        return statistics["lrd"][indices].mean(1) * (distances[:, -1] + EPSILON)
     if scorer == "ldof":
         neighbours = memory[indices]  # (N, K, D)
         squared = (neighbours.unsqueeze(1) - neighbours.unsqueeze(2)).pow(2).sum(-1)

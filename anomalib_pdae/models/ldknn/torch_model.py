@@ -11,7 +11,7 @@ from anomalib.data import InferenceBatch
 from anomalib.models.components import DynamicBufferMixin, GaussianBlur2d
 from torch import nn
 
-from anomalib_pdae.models.components import Backbone, PatchEmbedding, greedy_coreset
+from anomalib_pdae.models.components import Backbone, PatchEmbedding, greedy_coreset, reb_embedding_dim
 
 from . import scorers
 
@@ -41,7 +41,7 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
 
     def __init__(
         self,
-        backbone: str = "resnet18",
+        backbone: str = "resnet18.tv_in1k",
         layers: Sequence[str] = ("layer2", "layer3"),
         pre_trained: bool = True,
         weights: str | Path | None = None,
@@ -52,7 +52,7 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         scorer: str = "ldknn",
         distance: str = "squared",
         coreset_ratio: float = 1.0,
-        embedding_dim: int = 512,
+        embedding_dim: int | None = None,
         aggregation: str = "reference",
         blur_sigma: float = 4.0,
     ) -> None:
@@ -64,8 +64,8 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         if not isinstance(k, int) or k < 1:
             msg = f"k (neighbourhood size) must be an integer >= 1, got {k!r}."
             raise ValueError(msg)
-        if scorer == "ldof" and k < 2:
-            msg = "k must be >= 2 for scorer='ldof' (it averages distances among the K neighbours)."
+        if scorer in scorers.NEEDS_TWO_NEIGHBOURS and k < 2:
+            msg = f"k must be >= 2 for scorer={scorer!r} (it needs two neighbours per point)."
             raise ValueError(msg)
         if ld_coefficient < 0:
             msg = f"ld_coefficient (gamma) must be >= 0, got {ld_coefficient}."
@@ -81,6 +81,8 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         self.distance = distance
         self.coreset_ratio = coreset_ratio
         self.feature_extractor = Backbone(backbone, layers, pre_trained=pre_trained, weights=weights)
+        if embedding_dim is None:
+            embedding_dim = reb_embedding_dim(backbone)
         self.embedding = PatchEmbedding(embedding_dim=embedding_dim, aggregation=aggregation)
         self.blur = GaussianBlur2d(sigma=blur_sigma, channels=1)
         for name in BANK_BUFFERS:

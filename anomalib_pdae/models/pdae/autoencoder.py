@@ -8,11 +8,14 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+# The authors' auto-encoder (yamls/mv_CAE_Tconv_Simple.yaml) whatever the feature width.
+AUTHORS_WIDTHS = (512, 256, 128)
+
 
 def default_widths(in_channels: int, stages: int = 3) -> list[int]:
-    """Hidden widths from the feature width: the largest power of two ≤ ``in_channels``, halved.
+    """Hidden widths derived from the feature width: the largest power of two ≤ ``in_channels``, halved.
 
-    Gives the paper's 512, 256, 128 for its 960 feature channels.
+    An option for feature widths far from the paper's 960 (where it gives the authors' 512, 256, 128).
 
     Example:
         >>> default_widths(960), default_widths(72)
@@ -33,8 +36,8 @@ class FeatureAutoEncoder(nn.Module):
 
     Args:
         in_channels: feature channels C.
-        hidden_widths: encoder widths before the bottleneck; ``None`` derives them from C
-            (:func:`default_widths`).
+        hidden_widths: encoder widths before the bottleneck; the authors' 512, 256, 128 by
+            default, ``None`` derives them from C (:func:`default_widths`).
         bottleneck_channels: channels of the code.
 
     Example:
@@ -44,7 +47,10 @@ class FeatureAutoEncoder(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, hidden_widths: Sequence[int] | None = None, bottleneck_channels: int = 100
+        self,
+        in_channels: int,
+        hidden_widths: Sequence[int] | None = AUTHORS_WIDTHS,
+        bottleneck_channels: int = 100,
     ) -> None:
         super().__init__()
         widths = default_widths(in_channels) if hidden_widths is None else list(hidden_widths)

@@ -14,11 +14,13 @@ from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
+from PIL import Image
 from torch import optim
 from torchvision.transforms.v2 import Compose, Resize
 
 from anomalib_pdae.data.cutpaste import CutPaste
 
+from .autoencoder import AUTHORS_WIDTHS
 from .loss import PdaeLoss
 from .torch_model import DEFAULT_BACKBONES, PdaeModel
 
@@ -42,8 +44,9 @@ class Pdae(AnomalibModule):
         weights: local weights files, one per backbone (``None`` entries allowed).
         image_size: input size of the default pre-processor (resize only: every backbone
             normalises its own input).
-        hidden_widths: AE widths before the 100-channel bottleneck; ``None`` = derived from the
-            feature width (512, 256, 128 for 960 channels).
+        hidden_widths: AE widths before the 100-channel bottleneck: the authors' 512, 256, 128
+            whatever the feature width; ``None`` = derived from the feature width (largest power
+            of two ≤ C, halved twice).
         bottleneck_channels: AE code channels.
         embedding_dim: pooled length of each neighbourhood vector (P_k).
         loss_patch_size: k of the P_k in the cosine loss term.
@@ -56,6 +59,8 @@ class Pdae(AnomalibModule):
         lr_milestones: epochs at which MultiStepLR multiplies the learning rate by ``lr_gamma``.
         lr_gamma: MultiStepLR factor.
         cutpaste: reconstruct the features of CutPaste-augmented images (target: the clean ones).
+            Scar sizes are pixels of the training images' native width (read from the first
+            training image when fitting), as the authors apply CutPaste before resizing.
         blur_sigma: sigma of the 3×3 Gaussian on the concatenated features.
 
     Example:
@@ -72,7 +77,7 @@ class Pdae(AnomalibModule):
         pre_trained: bool = True,
         weights: Sequence[str | Path | None] | None = None,
         image_size: tuple[int, int] = (384, 384),
-        hidden_widths: Sequence[int] | None = None,
+        hidden_widths: Sequence[int] | None = AUTHORS_WIDTHS,
         bottleneck_channels: int = 100,
         embedding_dim: int = 512,
         loss_patch_size: int = 3,
@@ -132,6 +137,12 @@ class Pdae(AnomalibModule):
         self.weight_decay = weight_decay
         self.lr_milestones = list(lr_milestones)
         self.lr_gamma = lr_gamma
+
+    def setup(self, stage: str | None = None) -> None:
+        """Give CutPaste the native width of the training images (its scars are sized in it)."""
+        super().setup(stage)
+        if self.cutpaste is not None and self.cutpaste.native_width is None and self._trainer is not None:
+            self.cutpaste.native_width = _native_width(getattr(self._trainer, "datamodule", None))
 
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
@@ -198,3 +209,12 @@ def _validate(**arguments: Any) -> None:
         if not check(value):
             msg = f"Pdae: {name} must be {allowed}, got {value!r}."
             raise ValueError(msg)
+
+
+def _native_width(datamodule: object) -> int | None:
+    """Width in pixels of the first training image as stored on disk (``None`` if unknown)."""
+    samples = getattr(getattr(datamodule, "train_data", None), "samples", None)
+    if samples is None or len(samples) == 0 or "image_path" not in samples:
+        return None
+    with Image.open(samples["image_path"].iloc[0]) as image:  # reads the header only
+        return image.width

@@ -13,11 +13,11 @@ from torch import nn
 from anomalib_pdae.models.components.embedding import neighbourhood_pool
 from anomalib_pdae.models.components.multi_backbone import MultiBackbone
 
-from .autoencoder import FeatureAutoEncoder
+from .autoencoder import AUTHORS_WIDTHS, FeatureAutoEncoder
 
 DEFAULT_BACKBONES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("densenet201", ("features.denseblock1", "features.denseblock2")),
-    ("cait_xxs24_384", ("blocks.15",)),
+    ("densenet201.tv_in1k", ("features.denseblock1", "features.denseblock2")),
+    ("cait_xxs24_384.fb_dist_in1k", ("blocks.15",)),
 )
 
 
@@ -53,7 +53,8 @@ class PdaeModel(nn.Module):
         image_size: input size, used to check that the feature grid round-trips the AE.
         pre_trained: timm's pretrained weights for backbones without a local ``weights`` file.
         weights: local weights files, one per backbone (``None`` entries allowed).
-        hidden_widths: AE widths before the bottleneck; ``None`` derives them from the features.
+        hidden_widths: AE widths before the bottleneck (the authors' 512, 256, 128 whatever the
+            feature width); ``None`` derives them from the feature width.
         bottleneck_channels: AE code channels.
         embedding_dim: length of each location's pooled neighbourhood vector.
         score_patch_size: neighbourhood size k of the scores.
@@ -74,7 +75,7 @@ class PdaeModel(nn.Module):
         image_size: tuple[int, int] = (384, 384),
         pre_trained: bool = True,
         weights: Sequence[str | Path | None] | None = None,
-        hidden_widths: Sequence[int] | None = None,
+        hidden_widths: Sequence[int] | None = AUTHORS_WIDTHS,
         bottleneck_channels: int = 100,
         embedding_dim: int = 512,
         score_patch_size: int = 5,

@@ -52,7 +52,8 @@ class Reb(AnomalibModule):
     ckpt_path=...)`` resumes fine-tuning where it stopped.
 
     Args:
-        backbone: timm architecture (REB: ``resnet18`` or ``wide_resnet50_2``).
+        backbone: timm architecture and weights tag (REB: ``resnet18.tv_in1k`` or
+            ``wide_resnet50_2.tv_in1k``, torchvision's ImageNet weights).
         layers: LDKNN feature layers, shallow first.
         pre_trained: start from timm's pretrained weights (needs the model hub).
         weights: local ImageNet weights file for air-gapped machines (overrides ``pre_trained``).
@@ -60,10 +61,11 @@ class Reb(AnomalibModule):
         ld_coefficient: LDKNN gamma.
         density_mode: ``"subtract"`` or ``"ratio"`` (see :class:`Ldknn`).
         image_score: ``"block_max"`` or ``"max"``.
-        scorer: ``"ldknn"`` or a KNN variant (``"knn"`` gives the paper's "DefectMaker" row).
+        scorer: ``"ldknn"`` or a KNN variant of :class:`Ldknn` (``"knn"`` gives the paper's
+            "DefectMaker" row).
         distance: ``"squared"`` or ``"euclidean"``.
         coreset_ratio: fraction of the bank kept by the greedy coreset (1 keeps all).
-        embedding_dim: D of the patch embedding.
+        embedding_dim: D of the patch embedding; ``None`` = REB's for the backbone (see :class:`Ldknn`).
         aggregation: ``"reference"`` or ``"anomalib"``.
         num_updates: optimiser updates of the fine-tuning (0 skips it: plain LDKNN).
         images_per_update: synthetic images (7 per training image) per update.
@@ -99,7 +101,7 @@ class Reb(AnomalibModule):
 
     def __init__(
         self,
-        backbone: str = "resnet18",
+        backbone: str = "resnet18.tv_in1k",
         layers: Sequence[str] = ("layer2", "layer3"),
         pre_trained: bool = True,
         weights: str | Path | None = None,
@@ -110,7 +112,7 @@ class Reb(AnomalibModule):
         scorer: str = "ldknn",
         distance: str = "squared",
         coreset_ratio: float = 1.0,
-        embedding_dim: int = 512,
+        embedding_dim: int | None = None,
         aggregation: str = "reference",
         num_updates: int = 300,
         images_per_update: int = 1000,

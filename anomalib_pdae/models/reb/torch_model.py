@@ -38,7 +38,7 @@ class RebModel(nn.Module):
 
     def __init__(
         self,
-        backbone: str = "resnet18",
+        backbone: str = "resnet18.tv_in1k",
         pre_trained: bool = True,
         weights: str | Path | None = None,
         num_classes: int = NUM_CLASSES,

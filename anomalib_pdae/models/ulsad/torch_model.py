@@ -56,7 +56,7 @@ class UlsadModel(nn.Module):
 
     def __init__(
         self,
-        backbone: str = "wide_resnet50_2",
+        backbone: str = "wide_resnet50_2.racm_in1k",
         layers: Sequence[str] = ("layer2", "layer3"),
         pre_trained: bool = True,
         weights: str | Path | None = None,

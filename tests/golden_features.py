@@ -1,0 +1,31 @@
+"""Seeded feature banks and queries shared by the golden-parity tests (recipe in each golden file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def load_golden(name: str) -> dict:
+    """One golden file of ``tests/golden``: the authors' outputs and how they were produced."""
+    return json.loads((GOLDEN / name).read_text())
+
+
+def clustered_bank_and_queries(
+    seed: int, clusters: int, bank: int, queries: int, dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Memory bank of clusters with unequal spreads; queries half near bank points, half far off."""
+    rng = np.random.default_rng(seed)
+    centres = np.abs(rng.standard_normal((clusters, dim), dtype=np.float32))
+    spreads = rng.uniform(0.05, 0.5, clusters).astype(np.float32)
+    members = rng.integers(0, clusters, bank)
+    noise = rng.standard_normal((bank, dim), dtype=np.float32)
+    points = (centres[members] + spreads[members, None] * noise).astype(np.float32)
+    half = queries // 2
+    near = points[rng.integers(0, bank, half)] + 0.1 * rng.standard_normal((half, dim), dtype=np.float32)
+    far = np.abs(rng.standard_normal((queries - half, dim), dtype=np.float32))
+    return points, np.concatenate([near, far]).astype(np.float32)
