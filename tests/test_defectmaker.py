@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_pdae.data.defectmaker import CLASS_NAMES, DEFECT_TYPES, DefectMaker, defect_batch
+from anomalib_pdae.data.defectmaker import CLASS_NAMES, DEFECT_TYPES, DefectMaker, bezier, defect_batch
 from anomalib_pdae.data.defectmaker.augment import TRANSPOSES, color_jitter, random_transpose
-from anomalib_pdae.data.defectmaker.bezier import bezier_mask, closed_bezier_curve
+from anomalib_pdae.data.defectmaker.bezier import bezier_mask, closed_bezier_curve, random_bezier_points
 from anomalib_pdae.data.defectmaker.fills import cutpaste_fill, noise_fill
 from anomalib_pdae.data.defectmaker.fusing import fuse, soften_mask
 from anomalib_pdae.data.defectmaker.placement import box_around
@@ -58,6 +58,49 @@ def test_bezier_curve_matches_de_casteljau_and_passes_through_points() -> None:
         curve = closed_bezier_curve(points, k, samples_per_segment=10)
         np.testing.assert_allclose(curve, _reference_curve(points, k, 10), atol=1e-9)
         np.testing.assert_allclose(curve[::10], points, atol=1e-12)
+
+
+def test_straight_segments_keep_only_their_start_vertex() -> None:
+    points = np.array([[10.0, 5.0], [80.0, 20.0], [70.0, 90.0], [20.0, 70.0], [5.0, 40.0]])
+    curve = closed_bezier_curve(points, 0.3, samples_per_segment=10)
+    np.testing.assert_array_equal(closed_bezier_curve(points, 0.3, 10, straight=np.ones(5, bool)), points)
+    straight = np.array([True, False, False, True, False])
+    mixed = closed_bezier_curve(points, 0.3, 10, straight=straight)
+    kept = [curve[i * 10 : i * 10 + (1 if flat else 10)] for i, flat in enumerate(straight)]
+    expected = np.concatenate(kept)
+    np.testing.assert_array_equal(mixed, expected)
+
+
+def test_bezier_segments_are_chords_half_the_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """REB's code draws each segment as a straight chord with probability 0.5."""
+    flags = []
+
+    def recording(points: np.ndarray, k: float, samples: int, straight: np.ndarray) -> np.ndarray:
+        flags.append(straight)
+        return closed_bezier_curve(points, k, samples, straight)
+
+    monkeypatch.setattr(bezier, "closed_bezier_curve", recording)
+    for seed in range(200):
+        bezier_mask(30, 50, np.random.default_rng(seed))
+    share = np.concatenate(flags).mean()
+    assert 0.45 < share < 0.55
+
+
+def test_clumps_use_five_to_nine_control_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    counts = []
+
+    def recording(rng: np.random.Generator, num_points: int) -> np.ndarray:
+        counts.append(num_points)
+        return random_bezier_points(rng, num_points)
+
+    monkeypatch.setattr(bezier, "random_bezier_points", recording)
+    for seed in range(100):
+        bezier_clump_shape((256, 256), np.random.default_rng(seed))
+    assert set(counts) == {5, 6, 7, 8, 9}
+    counts.clear()
+    for seed in range(50):
+        bezier_shape((256, 256), np.random.default_rng(seed))
+    assert set(counts) == {5, 6}
 
 
 def test_bezier_mask_spans_its_box() -> None:
@@ -221,26 +264,26 @@ def test_determinism_under_seed() -> None:
     assert torch.equal(one, two)
 
 
-def test_noise_fill_grey_and_shape() -> None:
+def test_noise_fill_is_coloured() -> None:
     for seed in range(20):
-        fill = noise_fill((13, 29), np.random.default_rng(seed), grey=True)
+        fill = noise_fill((13, 29), np.random.default_rng(seed))
         assert fill.shape == (13, 29, 3) and fill.dtype == np.uint8
-        assert (fill[..., 0:1] == fill).all()
-    assert any(
-        not (
-            noise_fill((16, 16), np.random.default_rng(s))[..., :1]
-            == noise_fill((16, 16), np.random.default_rng(s))
-        ).all()
-        for s in range(10)
-    )
+    # each channel drawn on its own: only a zero fluctuation (a flat fill) gives equal channels
+    assert sum(not (fill[..., :1] == fill).all() for fill in map(_noise, range(10))) >= 8
 
 
-def test_grey_images_get_grey_noise() -> None:
+def _noise(seed: int) -> np.ndarray:
+    return noise_fill((16, 16), np.random.default_rng(seed))
+
+
+def test_grey_images_get_coloured_noise() -> None:
+    """REB's loader converts every image to RGB, so its noise fills are coloured on grey images too."""
     grey = np.repeat(_image(9)[..., :1], 3, axis=2)
     sample = DefectMaker(jitter=0.0).make(
         grey, np.ones((96, 96), bool), "bezier", "noise", np.random.default_rng(0)
     )
-    assert (sample.image[..., :1] == sample.image).all()
+    defect = sample.weight > 0
+    assert not (sample.image[defect][:, :1] == sample.image[defect]).all()
 
 
 def test_cutpaste_fill_centred_on_salient_pixel() -> None:

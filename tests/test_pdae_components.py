@@ -101,7 +101,7 @@ def test_default_model_is_the_papers_setup():
     assert model.autoencoder.hidden_widths == [512, 256, 128]
     with (
         torch.device("meta"),
-        pytest.raises(ValueError, match=r"'cait_xxs24_384' cannot take 320×320 inputs"),
+        pytest.raises(ValueError, match=r"'cait_xxs24_384\.fb_dist_in1k' cannot take 320×320 inputs"),
     ):
         PdaeModel(pre_trained=False, image_size=(320, 320))
 

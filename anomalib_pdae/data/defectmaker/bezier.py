@@ -11,20 +11,26 @@ _POINT_BOX = 100
 _MAX_REDRAWS = 20
 
 
-def closed_bezier_curve(points: np.ndarray, k: float, samples_per_segment: int = 10) -> np.ndarray:
+def closed_bezier_curve(
+    points: np.ndarray, k: float, samples_per_segment: int = 10, straight: np.ndarray | None = None
+) -> np.ndarray:
     """Points on a closed piecewise-cubic Bezier curve passing through every vertex of ``points``.
 
     At each vertex the two tangent handles lie on a line parallel to the segment that joins the
     midpoints of the adjacent edges, split in proportion to the edge lengths; ``k`` pulls the
     handles towards the vertex (``k = 1`` gives the polygon itself, small ``k`` a rounder curve).
+    A segment flagged in ``straight`` keeps only its starting vertex, so the outline runs along
+    the straight chord to the next vertex (REB's code does this to each segment with p = 0.5).
 
     Args:
         points: ``(n, 2)`` vertices ``(x, y)`` in drawing order, ``n >= 3``.
         k: handle tightness in ``[0, 1]``.
         samples_per_segment: curve samples between consecutive vertices.
+        straight: ``(n,)`` booleans, segment ``i`` (vertex ``i`` to ``i + 1``) drawn as a chord.
 
     Returns:
-        ``(n * samples_per_segment, 2)`` float array of ``(x, y)`` samples.
+        ``(m, 2)`` float array of ``(x, y)`` samples, ``m = n * samples_per_segment`` when no
+        segment is straight.
     """
     p = np.asarray(points, dtype=np.float64)
     previous, following = np.roll(p, 1, axis=0), np.roll(p, -1, axis=0)
@@ -44,7 +50,11 @@ def closed_bezier_curve(points: np.ndarray, k: float, samples_per_segment: int =
         following[:, None],
     )
     curve = (1 - t) ** 3 * start + 3 * (1 - t) ** 2 * t * c1 + 3 * (1 - t) * t**2 * c2 + t**3 * end
-    return curve.reshape(-1, 2)
+    if straight is None:
+        return curve.reshape(-1, 2)
+    keep = np.ones(curve.shape[:2], dtype=bool)
+    keep[np.asarray(straight, dtype=bool), 1:] = False
+    return curve[keep]
 
 
 def random_bezier_points(rng: np.random.Generator, num_points: int) -> np.ndarray:
@@ -67,6 +77,7 @@ def bezier_mask(
     num_points: tuple[int, ...] = (5, 6),
     tightness: tuple[float, ...] = (0.2, 0.3, 0.4),
     samples_per_segment: int = 10,
+    straight_prob: float = 0.5,
 ) -> np.ndarray:
     """A filled random closed Bezier shape stretched to span a ``height × width`` box.
 
@@ -77,6 +88,7 @@ def bezier_mask(
         num_points: choices for the number of control points.
         tightness: choices for the handle tightness ``k`` of :func:`closed_bezier_curve`.
         samples_per_segment: curve samples between consecutive control points.
+        straight_prob: probability that a segment is a straight chord (REB's code: 0.5).
 
     Returns:
         Boolean mask ``(height, width)``; the shape touches all four sides of the box.
@@ -88,7 +100,8 @@ def bezier_mask(
     """
     n = int(rng.choice(num_points))
     k = float(rng.choice(tightness))
-    curve = closed_bezier_curve(random_bezier_points(rng, n), k, samples_per_segment)
+    points = random_bezier_points(rng, n)
+    curve = closed_bezier_curve(points, k, samples_per_segment, straight=rng.random(n) < straight_prob)
     low, span = curve.min(axis=0), np.ptp(curve, axis=0)
     scale = np.array([width - 1, height - 1], dtype=np.float64)
     pixels = np.rint((curve - low) / np.maximum(span, 1e-9) * scale).astype(np.int32)

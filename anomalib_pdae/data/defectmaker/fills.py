@@ -19,7 +19,6 @@ def noise_fill(
     size: tuple[int, int],
     rng: np.random.Generator,
     channels: int = 3,
-    grey: bool = False,
 ) -> np.ndarray:
     """A ``size = (height, width)`` patch of uniform noise, mean ± fluctuation, generated coarse.
 
@@ -30,8 +29,8 @@ def noise_fill(
     Args:
         size: ``(height, width)`` of the patch.
         rng: source of randomness.
-        channels: channels of the result.
-        grey: draw one noise channel and repeat it (for grey-level images).
+        channels: channels of the result, each drawn independently (coloured noise on RGB
+            images, grey-level ones included: REB's loader converts every image to RGB).
 
     Returns:
         ``uint8`` array ``(height, width, channels)``.
@@ -46,11 +45,9 @@ def noise_fill(
     downscale = int(rng.choice(NOISE_DOWNSCALES))
     aspect = float(rng.choice(NOISE_ASPECTS))
     grid = (max(1, int(height / downscale / aspect)), max(1, int(width / downscale * aspect)))
-    drawn = 1 if grey else channels
     low, high = max(mean - fluct, 0), min(mean + fluct + 1, 256)
-    coarse = rng.integers(low, high, size=(*grid, drawn)).astype(np.uint8)
-    fine = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, drawn)
-    return np.repeat(fine, channels, axis=2) if grey else fine
+    coarse = rng.integers(low, high, size=(*grid, channels)).astype(np.uint8)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, channels)
 
 
 def cutpaste_fill(

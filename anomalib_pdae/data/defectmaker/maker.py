@@ -218,8 +218,7 @@ class DefectMaker(SyntheticDefects):
                 source_saliency = np.ones(source.shape[:2], dtype=bool)
             patch = cutpaste_fill(source, source_saliency, mask.shape, rng)
         else:
-            grey = bool(np.all(image[..., :1] == image))
-            patch = noise_fill(mask.shape, rng, channels=image.shape[2], grey=grey)
+            patch = noise_fill(mask.shape, rng, channels=image.shape[2])
         patch = color_jitter(patch, rng, self.jitter)
         alpha = mask
         if rng.random() < self.soften_prob:

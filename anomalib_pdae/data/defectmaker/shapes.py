@@ -38,6 +38,8 @@ CLUMP_NOISE_FLUCT = 50
 CLUMP_THRESHOLD = 138
 CLUMP_SCALE = (5.0, 7.0)
 CLUMP_NOISE_ASPECT = 2.0
+# The clump's Bezier outline: 5-9 control points (REB's BezierClumpShapeMaker; blobs use 5-6).
+CLUMP_POINTS = (5, 6, 7, 8, 9)
 # Perlin regions (REB's DRAEM generator): noise of 2**[0, 6) cells per side, min-max
 # normalised, kept where > 0.5.
 PERLIN_SCALE_EXPONENTS = (0, 6)
@@ -122,10 +124,10 @@ def bezier_clump_shape(image_size: tuple[int, int], rng: np.random.Generator) ->
         low, high = CLUMP_NOISE_MEAN - CLUMP_NOISE_FLUCT, CLUMP_NOISE_MEAN + CLUMP_NOISE_FLUCT + 1
         coarse = rng.integers(low, high, size=(grid_h, grid_w)).astype(np.uint8)
         noise = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-        clump = (noise > CLUMP_THRESHOLD) & bezier_mask(height, width, rng)
+        clump = (noise > CLUMP_THRESHOLD) & bezier_mask(height, width, rng, num_points=CLUMP_POINTS)
         if clump.any():
             return _crop_to_extent(clump)
-    return bezier_mask(height, width, rng)  # pragma: no cover - needs 50 empty draws in a row
+    return bezier_mask(height, width, rng, num_points=CLUMP_POINTS)  # pragma: no cover - 50 misses in a row
 
 
 def make_shape(name: str, image_size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

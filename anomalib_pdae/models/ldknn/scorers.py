@@ -92,12 +92,8 @@ def score(
         return distances.mean(1)
     if scorer == "kth_nn":
         return distances[:, -1]
-    if scorer == "lof":
-        reach = torch.maximum(statistics["k_distance"][indices], distances)
-        own_lrd = 1.0 / (reach.mean(1) + EPSILON)
-        return statistics["lrd"][indices].mean(1) / own_lrd
-    if scorer == "lof_reb":
-        return statistics["lrd"][indices].mean(1) * (distances[:, -1] + EPSILON)
+    if scorer in ("lof", "lof_reb"):
+        return _lof(scorer, distances, indices, statistics)
     if scorer == "ldof":
         neighbours = memory[indices]  # (N, K, D)
         squared = (neighbours.unsqueeze(1) - neighbours.unsqueeze(2)).pow(2).sum(-1)
@@ -105,6 +101,18 @@ def score(
         return distances.mean(1) / (inner + EPSILON)
     msg = f"scorer must be one of {SCORERS}, got {scorer!r}."
     raise ValueError(msg)
+
+
+def _lof(
+    scorer: str, distances: torch.Tensor, indices: torch.Tensor, statistics: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """Mean local reachability density of the K neighbours over the query's own."""
+    if scorer == "lof":  # reachability distance: the larger of d and the neighbour's k-distance
+        reach = torch.maximum(statistics["k_distance"][indices], distances)
+        own_lrd = 1.0 / (reach.mean(1) + EPSILON)
+    else:  # REB's code: the query's own k-distance
+        own_lrd = 1.0 / (distances[:, -1] + EPSILON)
+    return statistics["lrd"][indices].mean(1) / own_lrd
 
 
 def _metric(squared: torch.Tensor, distance: str) -> torch.Tensor:
