@@ -29,3 +29,13 @@ def clustered_bank_and_queries(
     near = points[rng.integers(0, bank, half)] + 0.1 * rng.standard_normal((half, dim), dtype=np.float32)
     far = np.abs(rng.standard_normal((queries - half, dim), dtype=np.float32))
     return points, np.concatenate([near, far]).astype(np.float32)
+
+
+def pdae_features_and_reconstruction(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Post-ReLU-like features ``F`` (2, 960, 24, 24) and a reconstruction with a defect in image 1."""
+    rng = np.random.default_rng(seed)
+    shape = (2, 960, 24, 24)
+    features = np.abs(rng.standard_normal(shape, dtype=np.float32))
+    reconstruction = features + 0.1 * rng.standard_normal(shape, dtype=np.float32)
+    reconstruction[1, :, 5:9, 14:18] += rng.standard_normal((960, 4, 4), dtype=np.float32)
+    return features, reconstruction.astype(np.float32)

@@ -84,13 +84,15 @@ def test_tagged_name_takes_the_tags_normalisation() -> None:
 
 
 def test_unknown_tag_is_refused_with_the_name() -> None:
-    with pytest.raises(ValueError, match=r"Unknown backbone 'resnet18\.no_such_tag'"):
+    with pytest.raises(
+        ValueError, match=r"Unknown weights tag 'no_such_tag' for backbone 'resnet18'.*tv_in1k"
+    ):
         Backbone("resnet18.no_such_tag", ["layer2"], pre_trained=False)
 
 
-def test_local_weights_file_loads_under_a_tagged_name(mobilenet_weights: Path) -> None:
-    backbone = Backbone("mobilenetv2_100.tv_in1k", ["blocks.2", "blocks.4"], weights=mobilenet_weights)
-    state = load_file(mobilenet_weights)
+def test_local_weights_file_loads_under_a_tagged_name(efficientnet_weights: Path) -> None:
+    backbone = Backbone("tf_efficientnet_lite0.in1k", ["blocks.2", "blocks.4"], weights=efficientnet_weights)
+    state = load_file(efficientnet_weights)
     ours = backbone.model.state_dict()
     shared = [name for name in ours if name in state]
     assert len(shared) > 50

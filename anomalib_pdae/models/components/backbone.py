@@ -93,6 +93,12 @@ def _feature_indices(name: str, layers: Sequence[str]) -> list[int]:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         msg = f"Unknown backbone {name!r}: not a timm architecture.{hint}"
         raise ValueError(msg)
+    architecture, _, tag = name.partition(".")
+    known = timm.list_pretrained(f"{architecture}.*")
+    if tag and name not in known:  # timm.is_model checks the architecture only
+        tags = ", ".join(entry.partition(".")[2] for entry in known) or "none"
+        msg = f"Unknown weights tag {tag!r} for backbone {architecture!r}. timm's tags for it: {tags}."
+        raise ValueError(msg)
     with torch.device("meta"):  # architecture only: no memory, no weights
         info = timm.create_model(name, pretrained=False).feature_info
     available = [entry["module"] for entry in info]
