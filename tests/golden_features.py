@@ -39,3 +39,16 @@ def pdae_features_and_reconstruction(seed: int) -> tuple[np.ndarray, np.ndarray]
     reconstruction = features + 0.1 * rng.standard_normal(shape, dtype=np.float32)
     reconstruction[1, :, 5:9, 14:18] += rng.standard_normal((960, 4, 4), dtype=np.float32)
     return features, reconstruction.astype(np.float32)
+
+
+def ulsad_branches(seed: int) -> tuple[np.ndarray, ...]:
+    """ULSAD's phi, G, L, L' (2, 384, 32, 32): L near phi, L' near G, one defect in image 1 for each."""
+    rng = np.random.default_rng(seed)
+    shape = (2, 384, 32, 32)
+    phi = rng.standard_normal(shape, dtype=np.float32)
+    local = phi + 0.3 * rng.standard_normal(shape, dtype=np.float32)
+    glob = rng.standard_normal(shape, dtype=np.float32)
+    local_global = glob + 0.5 * rng.standard_normal(shape, dtype=np.float32)
+    local[1, :, 20:26, 6:12] += 1.5 * rng.standard_normal((384, 6, 6), dtype=np.float32)
+    local_global[1, :, 4:10, 22:28] += 1.5 * rng.standard_normal((384, 6, 6), dtype=np.float32)
+    return phi, glob, local.astype(np.float32), local_global.astype(np.float32)
