@@ -21,6 +21,7 @@ from anomalib_pdae.models.components import Backbone, reb_embedding_dim
 from anomalib_pdae.models.ldknn.torch_model import LdknnModel
 from anomalib_pdae.models.pdae.autoencoder import FeatureAutoEncoder
 from anomalib_pdae.models.pdae.torch_model import PdaeModel
+from anomalib_pdae.models.reb.torch_model import RebModel
 
 ANOMALIB = str(Path(sys.executable).with_name("anomalib"))
 
@@ -161,3 +162,10 @@ def test_pdae_reads_the_native_width_of_the_training_images(tmp_path: Path) -> N
     model._trainer = SimpleNamespace(datamodule=SimpleNamespace(train_data=SimpleNamespace(samples=samples)))
     model.setup("fit")
     assert model.cutpaste.native_width == 1600
+
+
+def test_reb_builds_classifier_and_ldknn_on_a_tagged_wide_resnet() -> None:
+    with torch.device("meta"):
+        model = RebModel("wide_resnet50_2.tv_in1k", pre_trained=False, layers=("layer2", "layer3"))
+    assert model.classifier.encoder.pretrained_cfg["tag"] == "tv_in1k"
+    assert model.ldknn.embedding.embedding_dim == 1024
