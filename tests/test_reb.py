@@ -141,12 +141,12 @@ def test_arguments_validated(mobilenet_weights: Path, tmp_path: Path) -> None:
 def test_defaults_follow_the_spec() -> None:
     defaults = {name: p.default for name, p in inspect.signature(Reb).parameters.items()}
     spec = {
-        "backbone": "resnet18",
+        "backbone": "resnet18.tv_in1k",  # torchvision's ImageNet weights, as REB's code loads
         "layers": ("layer2", "layer3"),
         "k": 5,
         "ld_coefficient": 1.0,
         "coreset_ratio": 1.0,
-        "embedding_dim": 512,
+        "embedding_dim": None,  # REB's length for the backbone: 512 for ResNet-18
         "num_updates": 300,
         "images_per_update": 1000,
         "freeze_updates": 40,
