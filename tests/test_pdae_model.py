@@ -143,5 +143,8 @@ def test_cli_configs_parse_to_pdae(config, expected):
     model = cli.model
     assert type(model) is Pdae
     assert {key: model.hparams[key] for key in expected} == expected
-    assert [name for name, _ in model.hparams["backbones"]] == ["densenet201", "cait_xxs24_384"]
+    assert [name for name, _ in model.hparams["backbones"]] == [
+        "densenet201.tv_in1k",
+        "cait_xxs24_384.fb_dist_in1k",
+    ]
     assert model.model.feature_extractor.channels == 960
