@@ -174,16 +174,17 @@ def evaluate(metrics: data.Metrics, bank: Bank, image_from: tuple, map_from: tup
 
 
 def ablate_bank(test: data.Metrics, bank: Bank, setting: dict, level: str) -> list[dict]:
-    """Rows on one fitted bank: ``key`` (default, 1-NN euclidean, the split), ``scorers`` (every
-    scorer and split) or ``full`` (also every map path).
+    """Rows on one fitted bank: ``key``, ``scorers`` (every scorer and split) or ``full`` (+ map paths).
+
+    ``key``: the default, 1-NN squared and Euclidean, and the first two splits.
     """
     out = []
     common = {**setting, "bank": bank.size, "fit_seconds": bank.fit_seconds, "search_ms": bank.search_ms}
-    scorers = [SCORERS[0], SCORERS[5]] if level == "key" else SCORERS
+    scorers = [SCORERS[i] for i in (0, 4, 5)] if level == "key" else SCORERS
     for variant in scorers:
         row = evaluate(test, bank, variant, variant, MAP_PATHS[0])
         out.append({**common, "factor": "scorer", "row": variant[0], **row})
-    for name, image_from, map_from in SPLITS[1:2] if level == "key" else SPLITS:
+    for name, image_from, map_from in SPLITS[:2] if level == "key" else SPLITS:
         row = evaluate(test, bank, SCORERS[image_from], SCORERS[map_from], MAP_PATHS[0])
         out.append({**common, "factor": "density on the image only", "row": name, **row})
     for path in MAP_PATHS[1:] if level == "full" else []:
@@ -194,6 +195,23 @@ def ablate_bank(test: data.Metrics, bank: Bank, setting: dict, level: str) -> li
     return out
 
 
+def baseline(
+    backbone: str, weights: Path, train: data.Split, test_split: data.Split, test: data.Metrics
+) -> dict:
+    """The baseline: anomalib's ``PatchcoreModel`` on a 1% bank of the same greedy coreset."""
+    scores, maps, size, ms = data.patchcore_same_bank(backbone, weights, LAYERS, 0.01, train, test_split)
+    setting = {"backbone": backbone, "embedding_dim": "concat", "aggregation": "anomalib", "ratio": 0.01}
+    row = "anomalib PatchcoreModel (9-NN reweighted image score, nearest + blur map)"
+    return {
+        **setting,
+        "bank": size,
+        "factor": "baseline",
+        "row": row,
+        **test(scores, maps),
+        "ms_per_image": ms,
+    }
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(0)
     train, test_split = data.load_splits(args.data_root)
@@ -201,24 +219,13 @@ def run(args: argparse.Namespace) -> list[dict]:
     results: list[dict] = []
     for backbone in args.backbones:
         weights = Path(args.weights_dir) / WEIGHTS[backbone]
-        scores, maps, size, ms = data.patchcore_same_bank(backbone, weights, LAYERS, 0.01, train, test_split)
-        setting = {"backbone": backbone, "embedding_dim": "concat", "aggregation": "anomalib", "ratio": 0.01}
-        row = "anomalib PatchcoreModel (9-NN reweighted image score, nearest + blur map)"
-        results.append(
-            {
-                **setting,
-                "bank": size,
-                "factor": "baseline",
-                "row": row,
-                **test(scores, maps),
-                "ms_per_image": ms,
-            }
-        )
-        print(results[-1], flush=True)
+        if 0.01 in args.ratios:
+            results.append(baseline(backbone, weights, train, test_split, test))
+            print(results[-1], flush=True)
         train_features = extract(backbone, weights, train.images)
         test_features = extract(backbone, weights, test_split.images)
         plans = [(512, "reference", ratio) for ratio in args.ratios]
-        if backbone == args.backbones[0]:
+        if backbone == args.backbones[0] and args.dims:
             plans += [(dim, "reference", 0.01) for dim in (128, 256, 1024)] + [(0, "anomalib", 0.01)]
         for dim, aggregation, ratio in plans:
             bank = fit_bank(
@@ -230,12 +237,16 @@ def run(args: argparse.Namespace) -> list[dict]:
                 "aggregation": aggregation,
                 "ratio": ratio,
             }
-            level = "scorers" if dim == 512 else "key"
-            if dim == 512 and ratio in args.map_ratios and backbone == args.backbones[0]:
+            level = args.level or ("scorers" if dim == 512 else "key")
+            if not args.level and dim == 512 and ratio in args.map_ratios and backbone == args.backbones[0]:
                 level = "full"
             results += ablate_bank(test, bank, setting, level)
-            RESULTS.with_suffix(".json").write_text(json.dumps({"rows": results}, indent=1) + "\n")
+            _json(args).write_text(json.dumps({"rows": results}, indent=1) + "\n")
     return results
+
+
+def _json(args: argparse.Namespace) -> Path:
+    return RESULTS.with_name(f"localisation_{args.part}.json" if args.part else "localisation.json")
 
 
 def main() -> None:
@@ -248,15 +259,22 @@ def main() -> None:
     parser.add_argument(
         "--map-ratios", nargs="+", type=float, default=[0.01], help="banks with map-path rows"
     )
-    parser.add_argument("--render", action="store_true", help="rewrite the markdown from the saved JSON")
+    parser.add_argument("--no-dims", dest="dims", action="store_false", help="skip the embedding-dim banks")
+    parser.add_argument(
+        "--level", choices=["key", "scorers", "full"], help="rows per bank (default: by bank)"
+    )
+    parser.add_argument(
+        "--part", default="", help="write results/localisation_<part>.json (runs in parallel)"
+    )
+    parser.add_argument(
+        "--render", action="store_true", help="rewrite the markdown from the saved JSON parts"
+    )
     args = parser.parse_args()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     if not args.render:
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         rows_ = run(args)
-        RESULTS.with_suffix(".json").write_text(
-            json.dumps({"started": started, "rows": rows_}, indent=1) + "\n"
-        )
+        _json(args).write_text(json.dumps({"started": started, "rows": rows_}, indent=1) + "\n")
     write_markdown(RESULTS)
 
 

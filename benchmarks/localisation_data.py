@@ -95,10 +95,10 @@ class Metrics:
 def patchcore_same_bank(
     backbone: str, weights: Path, layers: list[str], ratio: float, train: Split, test: Split
 ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-    """Anomalib's ``PatchcoreModel`` (its features, scoring, image-score reweighting, anomaly-map
-    generator; 9 neighbours) with a bank chosen by this package's greedy coreset at ``ratio``.
+    """Scores and maps of anomalib's ``PatchcoreModel`` on a bank of this package's greedy coreset.
 
-    anomalib's own coreset takes over an hour at 1% on two shared cores; the greedy k-center
+    Its features, scoring, image-score reweighting (9 neighbours) and anomaly-map generator are
+    anomalib's. anomalib's own coreset takes over an hour at 1% on two shared cores; the greedy k-center
     objective is the same, the random projection differs. Returns scores, maps, bank size and
     forward ms per image.
     """

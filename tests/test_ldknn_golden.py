@@ -46,7 +46,9 @@ def fitted(recorded: dict, **kwargs) -> tuple[LdknnModel, torch.Tensor]:
     full, memory, queries = inputs(recorded)
     model = LdknnModel(backbone="resnet18", pre_trained=False, k=recorded["k"], **kwargs).eval()
     model.memory_bank = memory
-    model.local_density = fit_statistics("ldknn", memory, full, recorded["k"], progress=False)["local_density"]
+    model.local_density = fit_statistics("ldknn", memory, full, recorded["k"], progress=False)[
+        "local_density"
+    ]
     return model, queries
 
 

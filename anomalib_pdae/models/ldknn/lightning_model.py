@@ -48,6 +48,9 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         coreset_ratio: fraction of patches kept by the greedy coreset (1 keeps all).
         embedding_dim: D of the reference aggregation.
         aggregation: ``"reference"`` (PatchCore reference code) or ``"anomalib"`` (anomalib's).
+        map_score: what the pixel map shows: ``"score"`` (the scorer's patch scores, REB) or
+            ``"distance"`` (the plain nearest-memory distance, PatchCore's map; the image score
+            keeps the density correction). See ``benchmarks/results/localisation.md``.
 
     Example:
         >>> from anomalib.data import MVTecAD
@@ -73,6 +76,7 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         coreset_ratio: float = 1.0,
         embedding_dim: int = 512,
         aggregation: str = "reference",
+        map_score: str = "score",
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -98,6 +102,7 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
             coreset_ratio=coreset_ratio,
             embedding_dim=embedding_dim,
             aggregation=aggregation,
+            map_score=map_score,
         )
         self.embeddings: list[torch.Tensor] = []
 

@@ -86,8 +86,10 @@ def score(
 def nearest_memory(
     queries: torch.Tensor, memory: torch.Tensor, distance: str = "squared"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distance ``(N,)`` of every query to its nearest memory point (PatchCore's patch score)
-    and that point's row ``(N,)``."""
+    """Distance ``(N,)`` of every query to its nearest memory point, and that point's row ``(N,)``.
+
+    The distance alone is PatchCore's patch score.
+    """
     nearest, index = nearest_neighbours(queries, memory, k=1)
     return _metric(nearest[:, 0], distance), index[:, 0]
 

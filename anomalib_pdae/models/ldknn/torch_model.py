@@ -109,8 +109,10 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         )
 
     def patch_scores(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Patch scores ``(B, 1, H, W)`` of embeddings ``(B, D, H, W)``: for the image score, and
-        for the pixel map (the same tensor unless ``map_score="distance"``)."""
+        """Patch scores ``(B, 1, H, W)`` of embeddings ``(B, D, H, W)``: for the image, for the map.
+
+        The two are the same tensor unless ``map_score="distance"``.
+        """
         self.check_fitted()
         batch, _, height, width = embedding.shape
         queries = _rows(embedding)
@@ -134,7 +136,8 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         ).reshape(shape)
         if self.map_score == "score":
             return patch_scores, patch_scores
-        return patch_scores, scorers.nearest_memory(queries, self.memory_bank, self.distance)[0].reshape(shape)
+        nearest = scorers.nearest_memory(queries, self.memory_bank, self.distance)[0]
+        return patch_scores, nearest.reshape(shape)
 
     def image_scores(self, patch_scores: torch.Tensor) -> torch.Tensor:
         """Image scores ``(B,)`` of patch scores ``(B, 1, H, W)``."""
