@@ -164,9 +164,9 @@ def test_parity_with_anomalib_patchcore():
 def test_bilinear_map_is_smooth_upsampling_of_patch_scores(fitted):
     fitted = copy.deepcopy(fitted)
     batch = images(1, seed=12)
-    fitted.blur.kernel = torch.zeros_like(fitted.blur.kernel)
-    centre = fitted.blur.kernel.shape[-1] // 2
-    fitted.blur.kernel[..., centre, centre] = 1.0  # identity blur: compare the raw upsampling
+    fitted.anomaly_map.blur.kernel = torch.zeros_like(fitted.anomaly_map.blur.kernel)
+    centre = fitted.anomaly_map.blur.kernel.shape[-1] // 2
+    fitted.anomaly_map.blur.kernel[..., centre, centre] = 1.0  # identity blur: compare the raw upsampling
     embedding = fitted.embed(batch)
     queries = embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1])
     patch = score("ldknn", queries, fitted.memory_bank, {"local_density": fitted.local_density}, k=3)

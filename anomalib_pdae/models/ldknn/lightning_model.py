@@ -51,6 +51,9 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         embedding_dim: D of the reference aggregation; ``None`` = REB's for the backbone (512
             for ResNet-18, 1024 for the wide ResNets and ResNet-101, else 512).
         aggregation: ``"reference"`` (PatchCore reference code) or ``"anomalib"`` (anomalib's).
+        map_score: what the pixel map shows: ``"score"`` (the scorer's patch scores, REB) or
+            ``"distance"`` (the plain nearest-memory distance, PatchCore's map; the image score
+            keeps the density correction). See ``benchmarks/results/localisation.md``.
 
     Example:
         >>> from anomalib.data import MVTecAD
@@ -76,6 +79,7 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         coreset_ratio: float = 1.0,
         embedding_dim: int | None = None,
         aggregation: str = "reference",
+        map_score: str = "score",
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -101,6 +105,7 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
             coreset_ratio=coreset_ratio,
             embedding_dim=embedding_dim,
             aggregation=aggregation,
+            map_score=map_score,
         )
         self.embeddings: list[torch.Tensor] = []
 

@@ -80,12 +80,8 @@ def score(
     if scorer == "ldof_reb":
         scorer, distance = "ldof", "euclidean"
     if scorer == "ldknn":
-        nearest, index = nearest_neighbours(queries, memory, k=1)
-        nearest, index = _metric(nearest[:, 0], distance), index[:, 0]
-        density = statistics["local_density"][index]
-        if density_mode == "subtract":
-            return nearest - ld_coefficient * density
-        return nearest / (density + EPSILON).pow(ld_coefficient)
+        nearest, index = nearest_memory(queries, memory, distance)
+        return density_corrected(nearest, statistics["local_density"][index], ld_coefficient, density_mode)
     distances, indices = nearest_neighbours(queries, memory, k=k)
     distances = _metric(distances, distance)
     if scorer == "knn":
@@ -113,6 +109,26 @@ def _lof(
     else:  # REB's code: the query's own k-distance
         own_lrd = 1.0 / (distances[:, -1] + EPSILON)
     return statistics["lrd"][indices].mean(1) / own_lrd
+
+
+def nearest_memory(
+    queries: torch.Tensor, memory: torch.Tensor, distance: str = "squared"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distance ``(N,)`` of every query to its nearest memory point, and that point's row ``(N,)``.
+
+    The distance alone is PatchCore's patch score.
+    """
+    nearest, index = nearest_neighbours(queries, memory, k=1)
+    return _metric(nearest[:, 0], distance), index[:, 0]
+
+
+def density_corrected(
+    nearest: torch.Tensor, density: torch.Tensor, ld_coefficient: float, density_mode: str
+) -> torch.Tensor:
+    """LDKNN's score: ``d − gamma·ld`` (the REB code) or ``d / ld^gamma``."""
+    if density_mode == "subtract":
+        return nearest - ld_coefficient * density
+    return nearest / (density + EPSILON).pow(ld_coefficient)
 
 
 def _metric(squared: torch.Tensor, distance: str) -> torch.Tensor:

@@ -8,14 +8,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from anomalib.data import InferenceBatch
-from anomalib.models.components import DynamicBufferMixin, GaussianBlur2d
+from anomalib.models.components import DynamicBufferMixin
 from torch import nn
 
 from anomalib_pdae.models.components import Backbone, PatchEmbedding, greedy_coreset, reb_embedding_dim
 
 from . import scorers
+from .anomaly_map import AnomalyMap
 
 IMAGE_SCORES = ("block_max", "max")
+# What the pixel map is made of: the scorer's patch scores (REB), or the plain distance to the
+# nearest memory point (PatchCore's map) while the image score keeps the scorer's correction.
+MAP_SCORES = ("score", "distance")
 # Images passed through the backbone at once when fitting and validating: the activations of a
 # whole batch (32 images at 256 px: about 0.5 GB, plus a 0.27 GB distance block) would otherwise
 # sit on top of the growing bank or of what the fit left fragmented.
@@ -55,9 +59,11 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         embedding_dim: int | None = None,
         aggregation: str = "reference",
         blur_sigma: float = 4.0,
+        map_score: str = "score",
     ) -> None:
         super().__init__()
         _check_choice("scorer", scorer, scorers.SCORERS)
+        _check_choice("map_score", map_score, MAP_SCORES)
         _check_choice("density_mode", density_mode, scorers.DENSITY_MODES)
         _check_choice("image_score", image_score, IMAGE_SCORES)
         _check_choice("distance", distance, scorers.DISTANCES)
@@ -80,11 +86,12 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         self.scorer = scorer
         self.distance = distance
         self.coreset_ratio = coreset_ratio
+        self.map_score = map_score
         self.feature_extractor = Backbone(backbone, layers, pre_trained=pre_trained, weights=weights)
         if embedding_dim is None:
             embedding_dim = reb_embedding_dim(backbone)
         self.embedding = PatchEmbedding(embedding_dim=embedding_dim, aggregation=aggregation)
-        self.blur = GaussianBlur2d(sigma=blur_sigma, channels=1)
+        self.anomaly_map = AnomalyMap(sigma=blur_sigma)
         for name in BANK_BUFFERS:
             self.register_buffer(name, torch.empty(0))
 
@@ -97,10 +104,27 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         """Training: embeddings ``(B·H·W, D)``. Eval: image scores and blurred anomaly maps."""
         if self.training:
             return torch.cat([_rows(self.embed(part)) for part in images.split(CHUNK_IMAGES)])
-        embedding = self.embed(images)
+        image_patches, map_patches = self.patch_scores(self.embed(images))
+        return InferenceBatch(
+            pred_score=self.image_scores(image_patches),
+            anomaly_map=self.anomaly_map(map_patches, images.shape[-2:]),
+        )
+
+    def patch_scores(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch scores ``(B, 1, H, W)`` of embeddings ``(B, D, H, W)``: for the image, for the map.
+
+        The two are the same tensor unless ``map_score="distance"``.
+        """
+        self.check_fitted()
         batch, _, height, width = embedding.shape
         queries = _rows(embedding)
-        self.check_fitted()
+        shape = (batch, 1, height, width)
+        if self.scorer == "ldknn":  # one search serves both the corrected score and the distance
+            nearest, index = scorers.nearest_memory(queries, self.memory_bank, self.distance)
+            density = self.local_density[index]
+            corrected = scorers.density_corrected(nearest, density, self.ld_coefficient, self.density_mode)
+            pixel = nearest if self.map_score == "distance" else corrected
+            return corrected.reshape(shape), pixel.reshape(shape)
         statistics = {name: getattr(self, name) for name in BANK_BUFFERS[1:]}
         patch_scores = scorers.score(
             self.scorer,
@@ -111,15 +135,17 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
             ld_coefficient=self.ld_coefficient,
             density_mode=self.density_mode,
             distance=self.distance,
-        ).reshape(batch, 1, height, width)
+        ).reshape(shape)
+        if self.map_score == "score":
+            return patch_scores, patch_scores
+        nearest = scorers.nearest_memory(queries, self.memory_bank, self.distance)[0]
+        return patch_scores, nearest.reshape(shape)
+
+    def image_scores(self, patch_scores: torch.Tensor) -> torch.Tensor:
+        """Image scores ``(B,)`` of patch scores ``(B, 1, H, W)``."""
         if self.image_score == "block_max":  # the REB code: largest mean over 3×3 blocks
-            pred_score = F.avg_pool2d(patch_scores, 3).amax(dim=(1, 2, 3))
-        else:
-            pred_score = patch_scores.amax(dim=(1, 2, 3))
-        anomaly_map = F.interpolate(
-            patch_scores, size=images.shape[-2:], mode="bilinear", align_corners=False
-        )
-        return InferenceBatch(pred_score=pred_score, anomaly_map=self.blur(anomaly_map))
+            return F.avg_pool2d(patch_scores, 3).amax(dim=(1, 2, 3))
+        return patch_scores.amax(dim=(1, 2, 3))
 
     def check_fitted(self) -> None:
         """Raise a ``RuntimeError`` naming the cause when the memory bank is empty."""

@@ -67,6 +67,7 @@ class Reb(AnomalibModule):
         coreset_ratio: fraction of the bank kept by the greedy coreset (1 keeps all).
         embedding_dim: D of the patch embedding; ``None`` = REB's for the backbone (see :class:`Ldknn`).
         aggregation: ``"reference"`` or ``"anomalib"``.
+        map_score: ``"score"`` or ``"distance"`` (see :class:`Ldknn`).
         num_updates: optimiser updates of the fine-tuning (0 skips it: plain LDKNN).
         images_per_update: synthetic images (7 per training image) per update.
         freeze_updates: updates during which only the MLP head learns.
@@ -114,6 +115,7 @@ class Reb(AnomalibModule):
         coreset_ratio: float = 1.0,
         embedding_dim: int | None = None,
         aggregation: str = "reference",
+        map_score: str = "score",
         num_updates: int = 300,
         images_per_update: int = 1000,
         freeze_updates: int = 40,
@@ -167,6 +169,7 @@ class Reb(AnomalibModule):
             coreset_ratio=coreset_ratio,
             embedding_dim=embedding_dim,
             aggregation=aggregation,
+            map_score=map_score,
         )
         self.automatic_optimization = False
         self.num_updates = num_updates

@@ -1,0 +1,282 @@
+"""Where LDKNN's localisation goes: one factor at a time against the same fitted bank.
+
+For each backbone (MobileNetV2, EfficientNet-Lite0; layers ``blocks.2`` + ``blocks.4``, 256×256
+input) the training and test features are extracted once; for each bank (coreset ratio, embedding
+dim, aggregation) the coreset, the local densities (K=5, full bank, self excluded) and the test
+patches' nearest memory point are computed once. Every scorer, distance, gamma and map path is
+then a re-scoring of those nearest neighbours, so a row differs from the default in one factor.
+The baseline is anomalib's ``PatchcoreModel`` (its features, scoring and anomaly-map generator)
+on a 1% bank of the same greedy coreset.
+
+Usage (from the repository root)::
+
+    python benchmarks/localisation.py [--data-root ../shared/data] [--weights-dir ../shared/weights]
+
+Writes ``benchmarks/results/localisation.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+try:
+    from benchmarks import localisation_data as data
+    from benchmarks.localisation_table import write_markdown
+except ModuleNotFoundError:  # run as a script
+    import localisation_data as data
+    from localisation_table import write_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results" / "localisation"
+WEIGHTS = {
+    "mobilenetv2_100": "mobilenetv2_100.tv_in1k.safetensors",
+    "tf_efficientnet_lite0": "tf_efficientnet_lite0.in1k.safetensors",
+}
+LAYERS = ["blocks.2", "blocks.4"]
+K = 5
+SIGMA = 4.0
+# Scorer variants: (name, scorer, distance, gamma, density form); the first is today's default.
+SCORERS = [
+    ("ldknn, squared, gamma 1 (default)", "ldknn", "squared", 1.0, "subtract"),
+    ("ldknn, squared, gamma 0.5", "ldknn", "squared", 0.5, "subtract"),
+    ("ldknn, squared, ratio", "ldknn", "squared", 1.0, "ratio"),
+    ("ldknn, euclidean, gamma 1", "ldknn", "euclidean", 1.0, "subtract"),
+    ("1-NN, squared", "knn", "squared", 0.0, "subtract"),
+    ("1-NN, euclidean", "knn", "euclidean", 0.0, "subtract"),
+]
+# (image score from, anomaly map from): the density correction on the image score only.
+SPLITS = [
+    ("image ldknn squared, map 1-NN squared", 0, 4),
+    ("image ldknn squared, map 1-NN euclidean", 0, 5),
+    ("image ldknn euclidean, map 1-NN euclidean", 3, 5),
+]
+MAP_PATHS = [
+    "bilinear + GaussianBlur2d σ4 (ours)",
+    "bilinear + scipy gaussian_filter σ4 (REB, PatchCore ref.)",
+    "nearest + GaussianBlur2d σ4 (anomalib AnomalyMapGenerator)",
+    "bicubic + GaussianBlur2d σ4",
+    "bilinear, no blur",
+    "bilinear + GaussianBlur2d σ2",
+    "bilinear + GaussianBlur2d σ8",
+    "blur on the patch grid (σ0.5), then bilinear",
+]
+
+
+@dataclass
+class Bank:
+    """A fitted bank and the test patches' nearest memory point in it."""
+
+    size: int
+    ld_squared: torch.Tensor
+    ld_euclidean: torch.Tensor
+    nearest: torch.Tensor  # (B, 1, H, W) squared distance to the nearest memory point
+    index: torch.Tensor  # (B, 1, H, W) its row
+    fit_seconds: float
+    search_ms: float
+
+
+def extract(backbone: str, weights: Path, images: torch.Tensor) -> list[torch.Tensor]:
+    """Backbone feature maps of all images, a few at a time."""
+    from anomalib_pdae.models.components import Backbone
+
+    net = Backbone(backbone, LAYERS, weights=weights)
+    with torch.no_grad():
+        parts = [net(chunk) for chunk in images.split(8)]
+    return [torch.cat([p[i] for p in parts]) for i in range(len(LAYERS))]
+
+
+def embed(features: list[torch.Tensor], dim: int, aggregation: str) -> torch.Tensor:
+    """Patch embeddings ``(B, D, H, W)`` exactly as ``LdknnModel.embed`` computes them."""
+    from anomalib_pdae.models.components import PatchEmbedding
+
+    embedding = PatchEmbedding(embedding_dim=dim, aggregation=aggregation)
+    with torch.no_grad():
+        return torch.cat([embedding([f[i : i + 8] for f in features]) for i in range(0, len(features[0]), 8)])
+
+
+def rows(embedding: torch.Tensor) -> torch.Tensor:
+    return embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1]).contiguous()
+
+
+def fit_bank(train: torch.Tensor, test: torch.Tensor, ratio: float) -> Bank:
+    """Coreset, local densities against the full bank (self excluded), test nearest neighbours."""
+    from anomalib_pdae.models.components import greedy_coreset
+    from anomalib_pdae.models.components.search import faiss_knn, nearest_neighbours
+
+    started = time.perf_counter()
+    full = rows(train)
+    memory = full if ratio == 1 else full[torch.from_numpy(greedy_coreset(full, ratio, progress=False))]
+    squared = faiss_knn(memory, full, K, exclude_self=True)[0]
+    fit_seconds = time.perf_counter() - started
+    batch, _, height, width = test.shape
+    started = time.perf_counter()
+    found = [nearest_neighbours(rows(chunk), memory, k=1) for chunk in test.split(4)]
+    search_ms = 1e3 * (time.perf_counter() - started) / batch
+    shape = (batch, 1, height, width)
+    return Bank(
+        size=len(memory),
+        ld_squared=torch.from_numpy(squared.mean(1)),
+        ld_euclidean=torch.from_numpy(np.sqrt(squared).mean(1)),
+        nearest=torch.cat([f[0] for f in found]).reshape(shape),
+        index=torch.cat([f[1] for f in found]).reshape(shape),
+        fit_seconds=fit_seconds,
+        search_ms=search_ms,
+    )
+
+
+def patch_scores(bank: Bank, scorer: str, distance: str, gamma: float, form: str) -> torch.Tensor:
+    """The model's patch scores from the stored nearest neighbours (same formulas as ``scorers``)."""
+    nearest = bank.nearest if distance == "squared" else bank.nearest.sqrt()
+    if scorer == "knn":
+        return nearest
+    density = (bank.ld_squared if distance == "squared" else bank.ld_euclidean)[bank.index]
+    return nearest - gamma * density if form == "subtract" else nearest / (density + 1e-12).pow(gamma)
+
+
+def image_score(scores: torch.Tensor) -> torch.Tensor:
+    """REB's block-max: the largest mean over 3×3 blocks."""
+    return F.avg_pool2d(scores, 3).amax(dim=(1, 2, 3))
+
+
+def anomaly_map(scores: torch.Tensor, path: str) -> tuple[torch.Tensor, float]:
+    """Pixel map of patch scores by one of :data:`MAP_PATHS`, and its ms per image."""
+    from anomalib.models.components import GaussianBlur2d
+
+    size = (data.IMAGE_SIZE, data.IMAGE_SIZE)
+    sigma = {"σ2": 2.0, "σ8": 8.0}.get(path.rsplit(maxsplit=1)[-1], SIGMA)
+    started = time.perf_counter()
+    if path.startswith("blur on the patch grid"):
+        grid_sigma = SIGMA * scores.shape[-1] / data.IMAGE_SIZE
+        out = F.interpolate(GaussianBlur2d(sigma=grid_sigma, channels=1)(scores), size=size, mode="bilinear")
+    else:
+        mode = path.split(maxsplit=1)[0]
+        out = F.interpolate(scores, size=size, mode=mode, align_corners=None if mode == "nearest" else False)
+        if "scipy" in path:
+            out = torch.from_numpy(np.stack([ndimage.gaussian_filter(m, sigma=SIGMA) for m in out.numpy()]))
+        elif "no blur" not in path:
+            out = GaussianBlur2d(sigma=sigma, channels=1)(out)
+    return out, 1e3 * (time.perf_counter() - started) / len(scores)
+
+
+def evaluate(metrics: data.Metrics, bank: Bank, image_from: tuple, map_from: tuple, path: str) -> dict:
+    image = image_score(patch_scores(bank, *image_from[1:]))
+    pixel, map_ms = anomaly_map(patch_scores(bank, *map_from[1:]), path)
+    return {**metrics(image, pixel), "ms_per_image": bank.search_ms + map_ms}
+
+
+def ablate_bank(test: data.Metrics, bank: Bank, setting: dict, level: str) -> list[dict]:
+    """Rows on one fitted bank: ``key``, ``scorers`` (every scorer and split) or ``full`` (+ map paths).
+
+    ``key``: the default, 1-NN squared and Euclidean, and the first two splits.
+    """
+    out = []
+    common = {**setting, "bank": bank.size, "fit_seconds": bank.fit_seconds, "search_ms": bank.search_ms}
+    scorers = [SCORERS[i] for i in (0, 4, 5)] if level == "key" else SCORERS
+    for variant in scorers:
+        row = evaluate(test, bank, variant, variant, MAP_PATHS[0])
+        out.append({**common, "factor": "scorer", "row": variant[0], **row})
+    for name, image_from, map_from in SPLITS[:2] if level == "key" else SPLITS:
+        row = evaluate(test, bank, SCORERS[image_from], SCORERS[map_from], MAP_PATHS[0])
+        out.append({**common, "factor": "density on the image only", "row": name, **row})
+    for path in MAP_PATHS[1:] if level == "full" else []:
+        for variant in (SCORERS[0], SCORERS[5]):
+            row = evaluate(test, bank, variant, variant, path)
+            out.append({**common, "factor": "map path", "row": f"{variant[0]}; {path}", **row})
+    print(f"[{time.strftime('%H:%M:%S')}] {setting} bank {bank.size}: {len(out)} rows", flush=True)
+    return out
+
+
+def baseline(
+    backbone: str, weights: Path, train: data.Split, test_split: data.Split, test: data.Metrics
+) -> dict:
+    """The baseline: anomalib's ``PatchcoreModel`` on a 1% bank of the same greedy coreset."""
+    scores, maps, size, ms = data.patchcore_same_bank(backbone, weights, LAYERS, 0.01, train, test_split)
+    setting = {"backbone": backbone, "embedding_dim": "concat", "aggregation": "anomalib", "ratio": 0.01}
+    row = "anomalib PatchcoreModel (9-NN reweighted image score, nearest + blur map)"
+    return {
+        **setting,
+        "bank": size,
+        "factor": "baseline",
+        "row": row,
+        **test(scores, maps),
+        "ms_per_image": ms,
+    }
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    torch.manual_seed(0)
+    train, test_split = data.load_splits(args.data_root)
+    test = data.Metrics(test_split)
+    results: list[dict] = []
+    for backbone in args.backbones:
+        weights = Path(args.weights_dir) / WEIGHTS[backbone]
+        if 0.01 in args.ratios:
+            results.append(baseline(backbone, weights, train, test_split, test))
+            print(results[-1], flush=True)
+        train_features = extract(backbone, weights, train.images)
+        test_features = extract(backbone, weights, test_split.images)
+        plans = [(512, "reference", ratio) for ratio in args.ratios]
+        if backbone == args.backbones[0] and args.dims:
+            plans += [(dim, "reference", 0.01) for dim in (128, 256, 1024)] + [(0, "anomalib", 0.01)]
+        for dim, aggregation, ratio in plans:
+            bank = fit_bank(
+                embed(train_features, dim, aggregation), embed(test_features, dim, aggregation), ratio
+            )
+            setting = {
+                "backbone": backbone,
+                "embedding_dim": dim or "concat",
+                "aggregation": aggregation,
+                "ratio": ratio,
+            }
+            level = args.level or ("scorers" if dim == 512 else "key")
+            if not args.level and dim == 512 and ratio in args.map_ratios and backbone == args.backbones[0]:
+                level = "full"
+            results += ablate_bank(test, bank, setting, level)
+            _json(args).write_text(json.dumps({"rows": results}, indent=1) + "\n")
+    return results
+
+
+def _json(args: argparse.Namespace) -> Path:
+    return RESULTS.with_name(f"localisation_{args.part}.json" if args.part else "localisation.json")
+
+
+def main() -> None:
+    shared = REPO.parent / "shared"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=str(shared / "data"))
+    parser.add_argument("--weights-dir", default=str(shared / "weights"))
+    parser.add_argument("--backbones", nargs="+", default=list(WEIGHTS))
+    parser.add_argument("--ratios", nargs="+", type=float, default=[0.01, 0.1])
+    parser.add_argument(
+        "--map-ratios", nargs="+", type=float, default=[0.01], help="banks with map-path rows"
+    )
+    parser.add_argument("--no-dims", dest="dims", action="store_false", help="skip the embedding-dim banks")
+    parser.add_argument(
+        "--level", choices=["key", "scorers", "full"], help="rows per bank (default: by bank)"
+    )
+    parser.add_argument(
+        "--part", default="", help="write results/localisation_<part>.json (runs in parallel)"
+    )
+    parser.add_argument(
+        "--render", action="store_true", help="rewrite the markdown from the saved JSON parts"
+    )
+    args = parser.parse_args()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if not args.render:
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        rows_ = run(args)
+        _json(args).write_text(json.dumps({"started": started, "rows": rows_}, indent=1) + "\n")
+    write_markdown(RESULTS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Data, metrics and the anomalib Patchcore baseline of ``benchmarks/localisation.py``.
+
+Images and masks go through the same 256×256 resize the models' pre-processors apply (anomalib's
+``PreProcessor`` transforms image and mask together, so masks are resized by nearest neighbour).
+Metrics are anomalib's: ``AUROC`` on images and pixels, ``AUPRO`` (FPR limit 0.3) on pixels, all
+computed on raw (un-normalised) scores and maps of the whole test split.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+IMAGE_SIZE = 256
+CATEGORY = "kolektorsdd"
+
+
+@dataclass
+class Split:
+    """Resized ``[0, 1]`` images, and for the test split labels and masks."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+
+
+def load_splits(data_root: str | Path) -> tuple[Split, Split]:
+    """KolektorSDD's training and test splits as anomalib's ``MVTecAD`` reads them, resized."""
+    from anomalib.data import MVTecAD
+    from torchvision.transforms.v2 import Resize
+
+    datamodule = MVTecAD(
+        root=data_root, category=CATEGORY, train_batch_size=32, eval_batch_size=32, num_workers=0
+    )
+    datamodule.setup()
+    resize = Resize((IMAGE_SIZE, IMAGE_SIZE), antialias=True)
+    train = torch.cat([resize(batch.image) for batch in datamodule.train_dataloader()])
+    images, labels, masks = [], [], []
+    for batch in datamodule.test_dataloader():
+        image, mask = resize(batch.image, batch.gt_mask)
+        images.append(image)
+        labels.append(batch.gt_label)
+        masks.append(mask)
+    return Split(train), Split(torch.cat(images), torch.cat(labels).int(), torch.cat(masks).int())
+
+
+def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Exact ROC AUC by the rank-sum (Mann-Whitney) formula, ties ranked by their mean.
+
+    Equal to anomalib's ``AUROC`` (tested) but one sort: on the 9.8 M pixels of the test split
+    anomalib's and scikit-learn's curve-based versions take 20-40 s on two shared cores.
+    """
+    values, order = scores.flatten().double().sort()
+    positive = labels.flatten()[order].bool()
+    _, inverse, counts = torch.unique_consecutive(values, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()
+    ranks = ((ends - counts + 1 + ends) / 2)[inverse]
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+class Metrics:
+    """Image AUROC, pixel AUROC and anomalib's pixel ``AUPRO`` (FPR limit 0.3) of one test split.
+
+    The masks' connected components are labelled once and reused by every ``AUPRO`` call.
+    """
+
+    def __init__(self, test: Split) -> None:
+        from anomalib.metrics.aupro import _AUPRO
+
+        self.test = test
+        probe = _AUPRO()
+        probe.update(torch.zeros(test.masks.shape), test.masks)
+        self.components = probe.perform_cca()
+
+    def __call__(self, image_scores: torch.Tensor, anomaly_maps: torch.Tensor) -> dict[str, float]:
+        """Metrics of raw image scores ``(B,)`` and maps ``(B, 1, H, W)``."""
+        from anomalib.metrics.aupro import _AUPRO
+
+        maps = anomaly_maps.reshape(self.test.masks.shape).float()
+        aupro = _AUPRO()
+        aupro.update(maps, self.test.masks)
+        aupro.perform_cca = lambda: self.components
+        return {
+            "image_auroc": auroc(image_scores, self.test.labels),
+            "pixel_auroc": auroc(maps, self.test.masks),
+            "pixel_aupro": float(aupro.compute()),
+        }
+
+
+def patchcore_same_bank(
+    backbone: str, weights: Path, layers: list[str], ratio: float, train: Split, test: Split
+) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """Scores and maps of anomalib's ``PatchcoreModel`` on a bank of this package's greedy coreset.
+
+    Its features, scoring, image-score reweighting (9 neighbours) and anomaly-map generator are
+    anomalib's. anomalib's own coreset takes over an hour at 1% on two shared cores; the greedy k-center
+    objective is the same, the random projection differs. Returns scores, maps, bank size and
+    forward ms per image.
+    """
+    import timm
+    from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+    from safetensors.torch import load_file
+    from torchvision.transforms.v2 import Normalize
+
+    from anomalib_pdae.models.components import greedy_coreset
+
+    net = PatchcoreModel(layers=layers, backbone=backbone, pre_trained=False, num_neighbors=9)
+    missing = net.feature_extractor.feature_extractor.load_state_dict(
+        load_file(weights), strict=False
+    ).missing_keys
+    if missing:
+        msg = f"weights file {weights} lacks {missing[:3]}..."
+        raise ValueError(msg)
+    config = timm.create_model(backbone, pretrained=False).pretrained_cfg
+    normalize = Normalize(mean=list(config["mean"]), std=list(config["std"]))
+    net.train()
+    with torch.no_grad():
+        for images in train.images.split(8):
+            net(normalize(images))  # in training mode the model stores its embeddings itself
+        bank = torch.vstack(net.embedding_store)
+        net.embedding_store.clear()
+        net.memory_bank = bank[torch.from_numpy(greedy_coreset(bank, ratio, progress=False))]
+        net.eval()
+        started = time.perf_counter()
+        outputs = [net(normalize(images)) for images in test.images.split(8)]
+    ms = 1e3 * (time.perf_counter() - started) / len(test.images)
+    scores = torch.cat([o.pred_score.flatten() for o in outputs])
+    maps = torch.cat([o.anomaly_map for o in outputs])
+    return scores, maps, len(net.memory_bank), ms
