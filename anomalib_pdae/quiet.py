@@ -30,13 +30,16 @@ WARNINGS = (
     (r"Importing from timm\.models\.layers is deprecated", r"timm\.models\.layers"),
     (r"The anomalib\.models\.components\.dinov2 package", r"anomalib\.models\.image\.dinomaly"),
 )
+LIGHTNING_INFO = (
+    r"(GPU|TPU|HPU) available",
+    r"💡 Tip:",
+    r"The following callbacks returned in `LightningModule\.configure_callbacks` will override",
+)
+# Lightning's info logger is named after whichever of its packages was imported last.
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning")
 # logger name -> message regexes: information no one acts on, or said better by our own line.
 LOG_LINES = {
-    "lightning.pytorch.utilities.rank_zero": (
-        r"(GPU|TPU|HPU) available",
-        r"💡 Tip:",
-        r"The following callbacks returned in `LightningModule\.configure_callbacks` will override",
-    ),
+    **{f"{package}.utilities.rank_zero": LIGHTNING_INFO for package in LIGHTNING_LOGGERS},
     "timm.models._builder": (r"Loading pretrained weights from", r"Unexpected keys .* found while loading"),
     "timm.models._helpers": (r"Loaded .*from checkpoint",),
     "faiss.loader": (r"Loading faiss", r"Could not load library with AVX2", r"Successfully loaded faiss"),
