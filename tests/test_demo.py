@@ -26,8 +26,9 @@ def _offline_env(tmp_path: Path) -> dict[str, str]:
 def test_demo_offline_is_short_and_draws_panels(synthetic_root: Path, tmp_path: Path) -> None:
     output = tmp_path / "out"
     arguments = ["--data", str(synthetic_root / "synthetic"), "--output", str(output), "--image-size", "64"]
+    arguments += ["--readme-panel", str(tmp_path / "panel.png")]
     result = subprocess.run(
-        [sys.executable, "-m", "anomalib_pdae.demo", *arguments, "--readme-panel", str(tmp_path / "panel.png")],
+        [sys.executable, "-m", "anomalib_pdae.demo", *arguments],
         capture_output=True,
         text=True,
         env=_offline_env(tmp_path),
