@@ -65,6 +65,7 @@ def run(
     from anomalib.data import MVTecAD
     from anomalib.deploy import ExportType
     from anomalib.engine import Engine
+    from lightning.pytorch import seed_everything
 
     from anomalib_pdae import Ldknn
     from anomalib_pdae.panels import PanelVisualizer
@@ -84,6 +85,7 @@ def run(
     output.mkdir(parents=True, exist_ok=True)
     category = _dataset(data, output)
     datamodule = MVTecAD(root=category.parent, category=category.name, num_workers=0, seed=0)
+    seed_everything(0, verbose=False)  # the training order decides the coreset's start: repeatable runs
     engine = Engine(default_root_dir=output / "runs", logger=False, enable_model_summary=False)
     engine.fit(model, datamodule=datamodule)
     (metrics,) = engine.test(model, datamodule=datamodule)
