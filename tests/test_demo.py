@@ -33,7 +33,7 @@ def test_demo_offline_is_short_and_draws_panels(synthetic_root: Path, tmp_path: 
         text=True,
         env=_offline_env(tmp_path),
         cwd=tmp_path,
-        timeout=900,  # bounds a hang, e.g. a retry storm; not a speed assertion
+        timeout=1800,  # bounds a hang (e.g. a retry storm) on a loaded machine; not a speed assertion
         check=False,
     )
     printed = result.stdout + result.stderr
