@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train, test and export LDKNN on data reachable offline; heat maps land in demo_output/.
+# Train, test and export LDKNN on data reachable offline; one panel per test image lands in demo_output/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

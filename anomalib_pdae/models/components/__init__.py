@@ -5,11 +5,14 @@ from .coreset import greedy_coreset
 from .embedding import PatchEmbedding, neighbourhood_pool, reb_embedding_dim
 from .multi_backbone import MultiBackbone
 from .search import faiss_knn, nearest_neighbours, squared_distances
+from .weights import WeightsError, create_timm_model
 
 __all__ = [
     "Backbone",
     "MultiBackbone",
     "PatchEmbedding",
+    "WeightsError",
+    "create_timm_model",
     "faiss_knn",
     "greedy_coreset",
     "nearest_neighbours",

@@ -10,6 +10,8 @@ import timm
 import torch
 from torch import nn
 
+from .weights import create_timm_model
+
 
 class Backbone(nn.Module):
     """A timm model cut at the requested layers.
@@ -23,7 +25,8 @@ class Backbone(nn.Module):
             ImageNet weights), ``"cait_xxs24_384"`` (timm's default tag). The tag picks the
             pretrained checkpoint and its normalisation; with ``weights`` it names what the file holds.
         layers: module names to return, e.g. ``("layer2", "layer3")`` or ``("blocks.15",)``.
-        pre_trained: download timm's pretrained weights through its normal hub path.
+        pre_trained: load timm's pretrained weights (local hub cache, else one download attempt;
+            offline, a :class:`WeightsError` says how to proceed instead of retrying).
         weights: a local weights file (safetensors or a torch state dict with timm's parameter
             names) for air-gapped machines; when given it is loaded whatever ``pre_trained`` says.
         trainable: keep gradients on (fine-tuning); by default the backbone is frozen.
@@ -52,16 +55,9 @@ class Backbone(nn.Module):
         indices = _feature_indices(name, layers)
         # timm returns maps in network order; remember how to put them in the order asked for.
         self._order = [sorted(indices).index(i) for i in indices]
-        kwargs: dict = {"features_only": True, "out_indices": sorted(indices)}
-        if weights is not None:
-            path = Path(weights).expanduser()
-            if not path.is_file():
-                msg = f"Backbone weights file not found: {path}"
-                raise FileNotFoundError(msg)
-            kwargs |= {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
-        else:
-            kwargs["pretrained"] = pre_trained
-        self.model = timm.create_model(name, **kwargs)
+        self.model = create_timm_model(
+            name, pre_trained, weights, features_only=True, out_indices=sorted(indices)
+        )
         self.channels: list[int] = [self.model.feature_info.channels()[i] for i in self._order]
         self.strides: list[int] = [self.model.feature_info.reduction()[i] for i in self._order]
         config = self.model.pretrained_cfg

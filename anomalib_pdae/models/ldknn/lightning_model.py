@@ -18,12 +18,14 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torchvision.transforms.v2 import Resize
 
+from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
+
 from .torch_model import CHUNK_IMAGES, LdknnModel
 
 logger = logging.getLogger(__name__)
 
 
-class Ldknn(MemoryBankMixin, AnomalibModule):
+class Ldknn(PluginDefaultsMixin, MemoryBankMixin, AnomalibModule):
     """Local-density KNN (REB, Lyu et al.): 1-NN patch distance minus gamma × the local density.
 
     Training collects patch embeddings of normal images; when the epoch ends the memory bank

@@ -19,6 +19,7 @@ from torch import optim
 from torchvision.transforms.v2 import Compose, Resize
 
 from anomalib_pdae.data.cutpaste import CutPaste
+from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
 
 from .autoencoder import AUTHORS_WIDTHS
 from .loss import PdaeLoss
@@ -29,7 +30,7 @@ __all__ = ["Pdae"]
 MVTEC_MILESTONES = (30, 60, 90, 120, 140, 160, 180, 210)
 
 
-class Pdae(AnomalibModule):
+class Pdae(PluginDefaultsMixin, AnomalibModule):
     """Patch distance auto-encoder (Ma, Li, Wong, ESWA 2025).
 
     An auto-encoder reconstructs blurred multi-backbone features; anomalies are where the

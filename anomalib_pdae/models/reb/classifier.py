@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import timm
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
 from anomalib_pdae.data.defectmaker import NUM_CLASSES
+from anomalib_pdae.models.components.weights import create_timm_model
 
 HIDDEN = (512, 256)
 
@@ -78,14 +78,3 @@ class DefectClassifier(nn.Module):
             state, str(path), metadata={"architecture": self.encoder.default_cfg.get("architecture", "")}
         )
         return path
-
-
-def create_timm_model(name: str, pre_trained: bool = True, weights: str | Path | None = None) -> nn.Module:
-    """A complete timm model with timm's pretrained weights, a local weights file, or random ones."""
-    if weights is None:
-        return timm.create_model(name, pretrained=pre_trained)
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        msg = f"Backbone weights file not found: {path}"
-        raise FileNotFoundError(msg)
-    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)})

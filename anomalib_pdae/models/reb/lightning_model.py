@@ -23,6 +23,7 @@ from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 from torchvision.transforms.v2 import Resize
 
 from anomalib_pdae.data.defectmaker import SALIENCY_MODES, Saliency, defect_batch, defect_task
+from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
 
 from .torch_model import RebModel
 
@@ -32,7 +33,7 @@ SSL_LOSSES = ("bce", "cross_entropy")
 BACKBONE_FILE = Path("weights") / "reb_backbone.safetensors"
 
 
-class Reb(AnomalibModule):
+class Reb(PluginDefaultsMixin, AnomalibModule):
     """REB: a backbone fine-tuned on DefectMaker's synthetic defects, then LDKNN on top of it.
 
     Training has two phases inside one ``Engine.fit``:

@@ -20,6 +20,8 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Resize
 
+from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
+
 from .torch_model import UlsadModel
 
 logger = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ logger = logging.getLogger(__name__)
 _TEST_DERIVED_SPLITS = (ValSplitMode.SAME_AS_TEST, ValSplitMode.FROM_TEST, ValSplitMode.NONE)
 
 
-class Ulsad(AnomalibModule):
+class Ulsad(PluginDefaultsMixin, AnomalibModule):
     """ULSAD: deep feature reconstruction with a local and a global (attention-trained) branch.
 
     The map quantiles are computed on NORMAL validation images whenever the weights changed

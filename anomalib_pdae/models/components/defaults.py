@@ -1,0 +1,41 @@
+"""What every model of this package does the same way: quiet runs, clean export, readable pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from anomalib_pdae import quiet
+from anomalib_pdae.panels import PanelVisualizer
+
+# The ONNX exporter's own opset. anomalib asks for 14, which makes torch down-convert the graph
+# (a fallback traceback for Pad, then success); OpenVINO reads opset 18 directly.
+ONNX_OPSET = 18
+
+
+class PluginDefaultsMixin:
+    """Narrow message filters from construction on, ONNX at opset 18, panels as pictures.
+
+    Put it first among the bases: ``class Ldknn(PluginDefaultsMixin, AnomalibModule)``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        quiet.install()
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def configure_visualizer(cls) -> PanelVisualizer:
+        """Image | ground truth | heat map | predicted mask, captioned with score and threshold."""
+        return PanelVisualizer()
+
+    def to_onnx(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        **kwargs: Any,
+    ) -> Path:
+        """Anomalib's ONNX export at opset 18 (no down-conversion), without the exporter's progress."""
+        kwargs.setdefault("opset_version", ONNX_OPSET)
+        kwargs.setdefault("verbose", quiet.verbose() or False)
+        return super().to_onnx(export_root, model_file_name, input_size, **kwargs)  # type: ignore[misc]
