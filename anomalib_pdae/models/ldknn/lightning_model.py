@@ -18,12 +18,18 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torchvision.transforms.v2 import Resize
 
+from anomalib_pdae.models.components.guards import (
+    CheckpointGuard,
+    naming_weights_files,
+    require_training_images,
+)
+
 from .torch_model import CHUNK_IMAGES, LdknnModel
 
 logger = logging.getLogger(__name__)
 
 
-class Ldknn(MemoryBankMixin, AnomalibModule):
+class Ldknn(CheckpointGuard, MemoryBankMixin, AnomalibModule):
     """Local-density KNN (REB, Lyu et al.): 1-NN patch distance minus gamma × the local density.
 
     Training collects patch embeddings of normal images; when the epoch ends the memory bank
@@ -84,21 +90,22 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        self.model = LdknnModel(
-            backbone=backbone,
-            layers=layers,
-            pre_trained=pre_trained,
-            weights=weights,
-            k=k,
-            ld_coefficient=ld_coefficient,
-            density_mode=density_mode,
-            image_score=image_score,
-            scorer=scorer,
-            distance=distance,
-            coreset_ratio=coreset_ratio,
-            embedding_dim=embedding_dim,
-            aggregation=aggregation,
-        )
+        with naming_weights_files(repr(backbone), weights):
+            self.model = LdknnModel(
+                backbone=backbone,
+                layers=layers,
+                pre_trained=pre_trained,
+                weights=weights,
+                k=k,
+                ld_coefficient=ld_coefficient,
+                density_mode=density_mode,
+                image_score=image_score,
+                scorer=scorer,
+                distance=distance,
+                coreset_ratio=coreset_ratio,
+                embedding_dim=embedding_dim,
+                aggregation=aggregation,
+            )
         self.embeddings: list[torch.Tensor] = []
 
     @classmethod
@@ -129,18 +136,7 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
     def setup(self, stage: str | None = None) -> None:
         """Refuse an empty training split before the data loaders are built, naming the dataset."""
         super().setup(stage)
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        train_data = getattr(datamodule, "train_data", None)
-        if stage == "fit" and train_data is not None and len(train_data) == 0:
-            where = getattr(datamodule, "root", None)
-            category = getattr(datamodule, "category", None)
-            if where is not None and category is not None:
-                where = Path(where) / category
-            msg = (
-                f"Ldknn received no training images: {type(datamodule).__name__}'s training split "
-                f"is empty (dataset at {where}). It needs normal training images."
-            )
-            raise ValueError(msg)
+        require_training_images(self, stage)
 
     def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
         """Export to a pickled torch model; refuses an unfitted model (it would score nothing)."""

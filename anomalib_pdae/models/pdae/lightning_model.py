@@ -18,6 +18,11 @@ from torch import optim
 from torchvision.transforms.v2 import Compose, Resize
 
 from anomalib_pdae.data.cutpaste import CutPaste
+from anomalib_pdae.models.components.guards import (
+    CheckpointGuard,
+    naming_weights_files,
+    require_training_images,
+)
 
 from .loss import PdaeLoss
 from .torch_model import DEFAULT_BACKBONES, PdaeModel
@@ -27,7 +32,7 @@ __all__ = ["Pdae"]
 MVTEC_MILESTONES = (30, 60, 90, 120, 140, 160, 180, 210)
 
 
-class Pdae(AnomalibModule):
+class Pdae(CheckpointGuard, AnomalibModule):
     """Patch distance auto-encoder (Ma, Li, Wong, ESWA 2025).
 
     An auto-encoder reconstructs blurred multi-backbone features; anomalies are where the
@@ -112,18 +117,19 @@ class Pdae(AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        self.model = PdaeModel(
-            backbones=backbones,
-            image_size=image_size,
-            pre_trained=pre_trained,
-            weights=weights,
-            hidden_widths=hidden_widths,
-            bottleneck_channels=bottleneck_channels,
-            embedding_dim=embedding_dim,
-            score_patch_size=score_patch_size,
-            score_weight=score_weight,
-            blur_sigma=blur_sigma,
-        )
+        with naming_weights_files(", ".join(repr(name) for name, _ in backbones), weights):
+            self.model = PdaeModel(
+                backbones=backbones,
+                image_size=image_size,
+                pre_trained=pre_trained,
+                weights=weights,
+                hidden_widths=hidden_widths,
+                bottleneck_channels=bottleneck_channels,
+                embedding_dim=embedding_dim,
+                score_patch_size=score_patch_size,
+                score_weight=score_weight,
+                blur_sigma=blur_sigma,
+            )
         self.loss = PdaeLoss(beta=beta, patch_size=loss_patch_size, embedding_dim=embedding_dim)
         self.cutpaste = CutPaste() if cutpaste else None
         self.learning_rate = learning_rate
@@ -135,6 +141,11 @@ class Pdae(AnomalibModule):
     def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
         """Resize only (default 384×384); each backbone normalises its own input."""
         return PreProcessor(transform=Compose([Resize(image_size or (384, 384), antialias=True)]))
+
+    def setup(self, stage: str | None = None) -> None:
+        """Refuse an empty training split before the data loaders are built, naming the dataset."""
+        super().setup(stage)
+        require_training_images(self, stage)
 
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Reconstruct the (optionally CutPaste-augmented) features; log the loss and its terms."""

@@ -23,6 +23,11 @@ from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 from torchvision.transforms.v2 import Resize
 
 from anomalib_pdae.data.defectmaker import SALIENCY_MODES, Saliency, defect_batch, defect_task
+from anomalib_pdae.models.components.guards import (
+    CheckpointGuard,
+    naming_weights_files,
+    require_training_images,
+)
 
 from .torch_model import RebModel
 
@@ -32,7 +37,7 @@ SSL_LOSSES = ("bce", "cross_entropy")
 BACKBONE_FILE = Path("weights") / "reb_backbone.safetensors"
 
 
-class Reb(AnomalibModule):
+class Reb(CheckpointGuard, AnomalibModule):
     """REB: a backbone fine-tuned on DefectMaker's synthetic defects, then LDKNN on top of it.
 
     Training has two phases inside one ``Engine.fit``:
@@ -157,22 +162,23 @@ class Reb(AnomalibModule):
             msg = f"saliency must be one of {', '.join(map(repr, SALIENCY_MODES))}; got {saliency!r}."
             raise ValueError(msg)
         self.maker = defect_task(defects, jitter=jitter, soften_prob=soften_prob, texture_dir=texture_dir)
-        self.model = RebModel(
-            backbone=backbone,
-            num_classes=self.maker.num_classes,
-            pre_trained=pre_trained,
-            weights=weights,
-            layers=layers,
-            k=k,
-            ld_coefficient=ld_coefficient,
-            density_mode=density_mode,
-            image_score=image_score,
-            scorer=scorer,
-            distance=distance,
-            coreset_ratio=coreset_ratio,
-            embedding_dim=embedding_dim,
-            aggregation=aggregation,
-        )
+        with naming_weights_files(repr(backbone), weights):
+            self.model = RebModel(
+                backbone=backbone,
+                num_classes=self.maker.num_classes,
+                pre_trained=pre_trained,
+                weights=weights,
+                layers=layers,
+                k=k,
+                ld_coefficient=ld_coefficient,
+                density_mode=density_mode,
+                image_score=image_score,
+                scorer=scorer,
+                distance=distance,
+                coreset_ratio=coreset_ratio,
+                embedding_dim=embedding_dim,
+                aggregation=aggregation,
+            )
         self.automatic_optimization = False
         self.num_updates = num_updates
         self.images_per_update = images_per_update
@@ -212,6 +218,11 @@ class Reb(AnomalibModule):
     def finetuned(self) -> bool:
         """Whether fine-tuning is over: all updates done, or stopped early by the trainer's limits."""
         return int(self.updates) >= self.num_updates or bool(self._stopped_early)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Refuse an empty training split before the data loaders are built, naming the dataset."""
+        super().setup(stage)
+        require_training_images(self, stage)
 
     def on_train_epoch_start(self) -> None:
         """Decide the epoch's phase: fine-tuning, or filling the memory bank."""

@@ -21,6 +21,12 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Resize
 
+from anomalib_pdae.models.components.guards import (
+    CheckpointGuard,
+    naming_weights_files,
+    require_training_images,
+)
+
 from .torch_model import UlsadModel
 
 logger = logging.getLogger(__name__)
@@ -29,7 +35,7 @@ logger = logging.getLogger(__name__)
 _TEST_DERIVED_SPLITS = (ValSplitMode.SAME_AS_TEST, ValSplitMode.FROM_TEST, ValSplitMode.NONE)
 
 
-class Ulsad(AnomalibModule):
+class Ulsad(CheckpointGuard, AnomalibModule):
     """ULSAD: deep feature reconstruction with a local and a global (attention-trained) branch.
 
     The map quantiles are computed on NORMAL validation images whenever the weights changed
@@ -111,21 +117,22 @@ class Ulsad(AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        self.model = UlsadModel(
-            backbone=backbone,
-            layers=layers,
-            pre_trained=pre_trained,
-            weights=weights,
-            feature_dim=feature_dim,
-            image_size=image_size,
-            lambda_local=lambda_local,
-            lambda_attention=lambda_attention,
-            lambda_global=lambda_global,
-            quantile_low=quantile_low,
-            quantile_high=quantile_high,
-            blur_sigma=blur_sigma,
-            local_output_relu=local_output_relu,
-        )
+        with naming_weights_files(repr(backbone), weights):
+            self.model = UlsadModel(
+                backbone=backbone,
+                layers=layers,
+                pre_trained=pre_trained,
+                weights=weights,
+                feature_dim=feature_dim,
+                image_size=image_size,
+                lambda_local=lambda_local,
+                lambda_attention=lambda_attention,
+                lambda_global=lambda_global,
+                quantile_low=quantile_low,
+                quantile_high=quantile_high,
+                blur_sigma=blur_sigma,
+                local_output_relu=local_output_relu,
+            )
         self.lr = lr
         self.weight_decay = weight_decay
         self.holdout_ratio = holdout_ratio
@@ -149,6 +156,7 @@ class Ulsad(AnomalibModule):
         again, or fitting another Ulsad on the same datamodule, does not shrink the training set
         further.
         """
+        require_training_images(self, stage)
         if stage != "fit":
             return
         self._holdout = None

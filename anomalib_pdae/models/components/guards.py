@@ -1,0 +1,96 @@
+"""Clear answers to common mistakes: another model's checkpoint, no training images, wrong weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+MODEL_KEY = "anomalib_pdae_model"
+
+
+class CheckpointGuard:
+    """Mixin for an ``AnomalibModule``: its checkpoints name the model class that wrote them.
+
+    Loading one model's checkpoint as another (``Pdae.load_from_checkpoint(ldknn_ckpt)``,
+    ``engine.test(Reb(), ckpt_path=ldknn_ckpt)``) then fails with one sentence naming both
+    models, instead of a constructor ``TypeError`` or a page of missing state-dict keys.
+
+    Example:
+        >>> from anomalib.models.components import AnomalibModule
+        >>> class MyModel(CheckpointGuard, AnomalibModule): ...
+    """
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the model class beside anomalib's own entries."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[MODEL_KEY] = type(self).__name__
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint another model class wrote (before its weights are loaded)."""
+        _check_owner(type(self).__name__, checkpoint.get(MODEL_KEY))
+        super().on_load_checkpoint(checkpoint)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's ``load_from_checkpoint``, naming the writer when the arguments do not fit."""
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except TypeError:  # the other model's hyperparameters do not fit this constructor
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            _check_owner(cls.__name__, checkpoint.get(MODEL_KEY))
+            raise
+
+
+def _check_owner(expected: str, owner: str | None) -> None:
+    if owner is None or owner == expected:
+        return  # written by this class, or before checkpoints named their model
+    msg = (
+        f"This checkpoint was written by {owner}, not {expected}: load it with "
+        f"{owner}.load_from_checkpoint(...) or `--model {owner}`."
+    )
+    raise ValueError(msg)
+
+
+def require_training_images(model: Any, stage: str | None) -> None:
+    """Refuse an empty training split when fitting starts, naming the model and the dataset."""
+    trainer = getattr(model, "_trainer", None)
+    datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+    train_data = getattr(datamodule, "train_data", None)
+    if stage != "fit" or train_data is None or len(train_data) > 0:
+        return
+    where = getattr(datamodule, "root", None)
+    category = getattr(datamodule, "category", None)
+    if where is not None and category is not None:
+        where = Path(where) / category
+    msg = (
+        f"{type(model).__name__} received no training images: {type(datamodule).__name__}'s training "
+        f"split is empty (dataset at {where}). It needs normal training images."
+    )
+    raise ValueError(msg)
+
+
+@contextmanager
+def naming_weights_files(backbones: str, weights: Any) -> Iterator[None]:
+    """Turn timm's state-dict mismatch for a ``weights=`` file into one message naming the file.
+
+    Example:
+        >>> with naming_weights_files("resnet18", None):
+        ...     pass
+    """
+    try:
+        yield
+    except RuntimeError as error:
+        if weights is None or "state_dict" not in str(error):
+            raise
+        detail = str(error).strip().splitlines()
+        msg = (
+            f"The weights file {weights} does not fit the backbone {backbones}: was it written for "
+            "another architecture? Pass the weights of that backbone, choose the backbone the file "
+            f"was made for, or use pre_trained=True / pre_trained=False without `weights`. "
+            f"timm reports: {' '.join(line.strip() for line in detail[:3])} ..."
+        )
+        raise ValueError(msg) from error
