@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from anomalib.utils.serialization import anomalib_safe_globals
 
 MODEL_KEY = "anomalib_pdae_model"
 
@@ -39,8 +40,9 @@ class CheckpointGuard:
         """Lightning's ``load_from_checkpoint``, naming the writer when the arguments do not fit."""
         try:
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-        except TypeError:  # the other model's hyperparameters do not fit this constructor
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        except (TypeError, ValueError, RuntimeError):  # e.g. the other model's arguments do not fit
+            with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
+                checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
             _check_owner(cls.__name__, checkpoint.get(MODEL_KEY))
             raise
 
