@@ -147,6 +147,18 @@ def test_non_image_files_in_class_folders_are_ignored(name: str, source: Path, t
     assert np.isfinite(result["image_AUROC"])
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_test_split_with_only_normal_images_warns(name: str, fitted, source: Path, tmp_path: Path) -> None:
+    """Image AUROC is undefined without anomalous images: a warning saying so, and no crash."""
+    model, _ = fitted(name)
+    root = _copy(source, tmp_path)
+    shutil.rmtree(root / "parts" / "test" / "defect")
+    shutil.rmtree(root / "parts" / "ground_truth")
+    with pytest.warns(UserWarning, match=r"The test split of MVTecAD .* holds only normal images"):
+        (result,) = _engine(tmp_path / "run").test(model, datamodule=_datamodule(root), verbose=False)
+    assert "image_AUROC" in result
+
+
 # ---- bad input: a clear message, nothing half-written -----------------------------------------
 
 

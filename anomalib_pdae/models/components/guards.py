@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,22 +58,45 @@ def _check_owner(expected: str, owner: str | None) -> None:
     raise ValueError(msg)
 
 
-def require_training_images(model: Any, stage: str | None) -> None:
-    """Refuse an empty training split when fitting starts, naming the model and the dataset."""
+def check_datamodule(model: Any, stage: str | None) -> None:
+    """When a stage starts: refuse an empty training split; warn of a split with only normal images.
+
+    With no anomalous image, image and pixel AUROC / F1 are undefined: torchmetrics returns 0
+    with a note about "positive samples", which reads like a failed model. The warning says why.
+    """
     trainer = getattr(model, "_trainer", None)
     datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
-    train_data = getattr(datamodule, "train_data", None)
-    if stage != "fit" or train_data is None or len(train_data) > 0:
+    if datamodule is None:
         return
-    where = getattr(datamodule, "root", None)
-    category = getattr(datamodule, "category", None)
-    if where is not None and category is not None:
-        where = Path(where) / category
+    if stage == "fit":
+        _require_training_images(model, datamodule)
+    split = {"fit": "val_data", "validate": "val_data", "test": "test_data"}.get(stage or "")
+    samples = getattr(getattr(datamodule, split, None), "samples", None) if split else None
+    if samples is not None and len(samples) and "label_index" in samples and samples.label_index.max() == 0:
+        warnings.warn(
+            f"The {split.removesuffix('_data')} split of {type(datamodule).__name__} "
+            f"({_where(datamodule)}) holds only normal images: image and pixel AUROC and F1 are "
+            "undefined on it (torchmetrics reports 0). Add anomalous images to evaluate the model.",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def _require_training_images(model: Any, datamodule: Any) -> None:
+    train_data = getattr(datamodule, "train_data", None)
+    if train_data is None or len(train_data) > 0:
+        return
     msg = (
         f"{type(model).__name__} received no training images: {type(datamodule).__name__}'s training "
-        f"split is empty (dataset at {where}). It needs normal training images."
+        f"split is empty (dataset at {_where(datamodule)}). It needs normal training images."
     )
     raise ValueError(msg)
+
+
+def _where(datamodule: Any) -> Any:
+    where = getattr(datamodule, "root", None)
+    category = getattr(datamodule, "category", None)
+    return Path(where) / category if where is not None and category is not None else where
 
 
 @contextmanager

@@ -20,8 +20,8 @@ from torchvision.transforms.v2 import Resize
 
 from anomalib_pdae.models.components.guards import (
     CheckpointGuard,
+    check_datamodule,
     naming_weights_files,
-    require_training_images,
 )
 
 from .torch_model import CHUNK_IMAGES, LdknnModel
@@ -134,9 +134,9 @@ class Ldknn(CheckpointGuard, MemoryBankMixin, AnomalibModule):
         self.model.fit(embeddings.to(self.device))
 
     def setup(self, stage: str | None = None) -> None:
-        """Refuse an empty training split before the data loaders are built, naming the dataset."""
+        """Check the datamodule's splits before the data loaders are built (see ``check_datamodule``)."""
         super().setup(stage)
-        require_training_images(self, stage)
+        check_datamodule(self, stage)
 
     def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
         """Export to a pickled torch model; refuses an unfitted model (it would score nothing)."""

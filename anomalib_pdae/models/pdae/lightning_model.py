@@ -20,8 +20,8 @@ from torchvision.transforms.v2 import Compose, Resize
 from anomalib_pdae.data.cutpaste import CutPaste
 from anomalib_pdae.models.components.guards import (
     CheckpointGuard,
+    check_datamodule,
     naming_weights_files,
-    require_training_images,
 )
 
 from .loss import PdaeLoss
@@ -143,9 +143,9 @@ class Pdae(CheckpointGuard, AnomalibModule):
         return PreProcessor(transform=Compose([Resize(image_size or (384, 384), antialias=True)]))
 
     def setup(self, stage: str | None = None) -> None:
-        """Refuse an empty training split before the data loaders are built, naming the dataset."""
+        """Check the datamodule's splits before the data loaders are built (see ``check_datamodule``)."""
         super().setup(stage)
-        require_training_images(self, stage)
+        check_datamodule(self, stage)
 
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Reconstruct the (optionally CutPaste-augmented) features; log the loss and its terms."""

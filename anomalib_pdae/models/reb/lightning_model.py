@@ -25,8 +25,8 @@ from torchvision.transforms.v2 import Resize
 from anomalib_pdae.data.defectmaker import SALIENCY_MODES, Saliency, defect_batch, defect_task
 from anomalib_pdae.models.components.guards import (
     CheckpointGuard,
+    check_datamodule,
     naming_weights_files,
-    require_training_images,
 )
 
 from .torch_model import RebModel
@@ -220,9 +220,9 @@ class Reb(CheckpointGuard, AnomalibModule):
         return int(self.updates) >= self.num_updates or bool(self._stopped_early)
 
     def setup(self, stage: str | None = None) -> None:
-        """Refuse an empty training split before the data loaders are built, naming the dataset."""
+        """Check the datamodule's splits before the data loaders are built (see ``check_datamodule``)."""
         super().setup(stage)
-        require_training_images(self, stage)
+        check_datamodule(self, stage)
 
     def on_train_epoch_start(self) -> None:
         """Decide the epoch's phase: fine-tuning, or filling the memory bank."""

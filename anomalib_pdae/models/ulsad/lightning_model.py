@@ -23,8 +23,8 @@ from torchvision.transforms.v2 import Resize
 
 from anomalib_pdae.models.components.guards import (
     CheckpointGuard,
+    check_datamodule,
     naming_weights_files,
-    require_training_images,
 )
 
 from .torch_model import UlsadModel
@@ -156,7 +156,7 @@ class Ulsad(CheckpointGuard, AnomalibModule):
         again, or fitting another Ulsad on the same datamodule, does not shrink the training set
         further.
         """
-        require_training_images(self, stage)
+        check_datamodule(self, stage)
         if stage != "fit":
             return
         self._holdout = None
