@@ -159,6 +159,18 @@ def test_test_split_with_only_normal_images_warns(name: str, fitted, source: Pat
     assert "image_AUROC" in result
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_mask_of_another_size_warns_and_runs(name: str, fitted, source: Path, tmp_path: Path) -> None:
+    """A mask stored at another size is named in a warning; it is resized to its image."""
+    model, _ = fitted(name)
+    root = _copy(source, tmp_path)
+    mask = root / "parts" / "ground_truth" / "defect" / "000_mask.png"
+    Image.open(mask).resize((100, 80), Image.NEAREST).save(mask)
+    with pytest.warns(UserWarning, match=r"1 mask\(s\) differ in size .*000_mask\.png \(100×80\) for 64×64"):
+        (result,) = _engine(tmp_path / "run").test(model, datamodule=_datamodule(root), verbose=False)
+    assert np.isfinite(result["pixel_AUROC"])
+
+
 # ---- bad input: a clear message, nothing half-written -----------------------------------------
 
 

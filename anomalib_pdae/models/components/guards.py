@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from anomalib.utils.serialization import anomalib_safe_globals
+from PIL import Image
 
 MODEL_KEY = "anomalib_pdae_model"
 
@@ -72,14 +73,40 @@ def check_datamodule(model: Any, stage: str | None) -> None:
         _require_training_images(model, datamodule)
     split = {"fit": "val_data", "validate": "val_data", "test": "test_data"}.get(stage or "")
     samples = getattr(getattr(datamodule, split, None), "samples", None) if split else None
-    if samples is not None and len(samples) and "label_index" in samples and samples.label_index.max() == 0:
+    if samples is None or not len(samples):
+        return
+    name = f"The {split.removesuffix('_data')} split of {type(datamodule).__name__} ({_where(datamodule)})"
+    if "label_index" in samples and samples.label_index.max() == 0:
         warnings.warn(
-            f"The {split.removesuffix('_data')} split of {type(datamodule).__name__} "
-            f"({_where(datamodule)}) holds only normal images: image and pixel AUROC and F1 are "
-            "undefined on it (torchmetrics reports 0). Add anomalous images to evaluate the model.",
+            f"{name} holds only normal images: image and pixel AUROC and F1 are undefined on it "
+            "(torchmetrics reports 0). Add anomalous images to evaluate the model.",
             UserWarning,
             stacklevel=2,
         )
+    mismatched = _masks_of_another_size(samples)
+    if mismatched:
+        warnings.warn(
+            f"{name}: {len(mismatched)} mask(s) differ in size from their image, e.g. "
+            f"{'; '.join(mismatched[:3])}. They are resized to the image (stretched if the aspect "
+            "ratio differs): check that each mask belongs to its image.",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def _masks_of_another_size(samples: Any) -> list[str]:
+    """``"mask (w×h) for image (w×h)"`` for each mask whose size differs (file headers only)."""
+    if "mask_path" not in samples or "image_path" not in samples:
+        return []
+    found = []
+    for image_path, mask_path in zip(samples.image_path, samples.mask_path, strict=True):
+        if not isinstance(mask_path, str) or not mask_path or not Path(mask_path).is_file():
+            continue
+        with Image.open(image_path) as image, Image.open(mask_path) as mask:
+            if image.size != mask.size:
+                (mask_w, mask_h), (image_w, image_h) = mask.size, image.size
+                found.append(f"{mask_path} ({mask_w}×{mask_h}) for {image_w}×{image_h}")
+    return found
 
 
 def _require_training_images(model: Any, datamodule: Any) -> None:
