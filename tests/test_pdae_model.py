@@ -147,3 +147,19 @@ def test_cli_configs_parse_to_pdae(config, expected, epochs):
     assert cli.config["train"]["trainer"]["max_epochs"] == epochs  # the paper's schedule, in the config
     assert [name for name, _ in model.hparams["backbones"]] == ["densenet201", "cait_xxs24_384"]
     assert model.model.feature_extractor.channels == 960
+
+
+@pytest.mark.parametrize("limits", [{"max_epochs": 1}, {"max_steps": 2}])
+def test_the_trainer_bounds_the_run(limits: dict, synthetic_root: Path, tmp_path: Path) -> None:
+    """No schedule is forced through ``trainer_arguments``: the Engine's limits decide."""
+    model = Pdae(**SMALL, lr_milestones=[], visualizer=False)
+    assert "max_epochs" not in model.trainer_arguments
+    datamodule = MVTecAD(
+        root=synthetic_root, category="synthetic", train_batch_size=8, eval_batch_size=16, num_workers=0
+    )
+    engine = Engine(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, **limits)
+    engine.fit(model, datamodule=datamodule)
+    # 24 training images in batches of 8: one epoch is 3 steps
+    assert (engine.trainer.current_epoch, engine.trainer.global_step) == (
+        (1, 3) if "max_epochs" in limits else (0, 2)
+    )
