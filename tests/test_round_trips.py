@@ -21,8 +21,9 @@ from tests.small_models import MODELS, small_model
 
 pytestmark = pytest.mark.slow
 
-# A process that cannot import this package: no site hook (``-S``, so no ``anomalib_pdae.pth``
-# and no editable install), only the environment's site-packages on the path.
+# A process that cannot import this package: isolated (``-I``: no PYTHONPATH, no user site) and
+# without the site hook (``-S``: no ``anomalib_pdae.pth``, no editable install); only the
+# environment's site-packages on the path.
 CLEAN_PROCESS = """\
 import importlib.util, json, sys
 sys.path.append(sys.argv[1])
@@ -97,8 +98,9 @@ def test_export_loads_where_this_package_was_never_imported(
     fitted: dict, exported: Path, tmp_path: Path
 ) -> None:
     paths = [str(path) for path in fitted["paths"]]
+    site_packages = sysconfig.get_paths()["purelib"]
     result = subprocess.run(
-        [sys.executable, "-S", "-c", CLEAN_PROCESS, sysconfig.get_paths()["purelib"], str(exported), *paths],
+        [sys.executable, "-I", "-S", "-c", CLEAN_PROCESS, site_packages, str(exported), *paths],
         capture_output=True,
         text=True,
         timeout=300,
