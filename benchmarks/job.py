@@ -120,8 +120,12 @@ def _rescore(model, scorer: str, k: int) -> None:
         setattr(torch_model, name, tables.get(name, bank.new_empty(0)).to(bank.device))
 
 
-def quiet_engine(root: str, accelerator: str, callbacks: list):
-    """The Engine every job fits with: no logger, no progress bar, no validation epoch."""
+def quiet_engine(root: str, accelerator: str, callbacks: list, max_epochs: int | None = None):
+    """The Engine every job fits with: no logger, no progress bar, no validation epoch.
+
+    ``max_epochs`` bounds trainable models (``-1``: until the model stops itself, as Reb does
+    after its fine-tuning updates and bank pass); ``None`` leaves Lightning's default.
+    """
     from anomalib.engine import Engine
 
     return Engine(
@@ -132,6 +136,7 @@ def quiet_engine(root: str, accelerator: str, callbacks: list):
         enable_progress_bar=False,
         limit_val_batches=0,
         callbacks=callbacks,
+        max_epochs=max_epochs,
     )
 
 
@@ -163,7 +168,7 @@ def run(spec: dict) -> dict:
         model = _model({**spec, "init_args": {**spec["init_args"], **item.get("init_args", {})}})
         variants = spec.get("variants") or [{"method": item.get("method", spec["method"])}]
         with tempfile.TemporaryDirectory() as root:
-            engine = quiet_engine(root, spec["accelerator"], [collector])
+            engine = quiet_engine(root, spec["accelerator"], [collector], spec.get("max_epochs"))
             started = time.perf_counter()
             engine.fit(model, datamodule=datamodule)
             fit_seconds.append(time.perf_counter() - started)

@@ -48,7 +48,8 @@ def run(model: Ldknn | Reb, data: Path, root: Path, batch_size: int) -> tuple[di
     datamodule = MVTecAD(
         root=data.parent, category=data.name, train_batch_size=batch_size, eval_batch_size=16, num_workers=0
     )
-    engine = Engine(default_root_dir=root, logger=False, enable_progress_bar=False)
+    # max_epochs=-1: Reb stops itself after its fine-tuning updates and the bank pass
+    engine = Engine(default_root_dir=root, logger=False, enable_progress_bar=False, max_epochs=-1)
     start = time.perf_counter()
     engine.fit(model, datamodule=datamodule)
     fit_seconds = time.perf_counter() - start

@@ -107,7 +107,8 @@ def finetuned_backbone(spec: dict, datamodule) -> tuple[Path, dict]:
     datamodule.train_batch_size = batch_size
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as root:
-        engine = quiet_engine(root, spec["accelerator"], [_stop_after_finetuning()])
+        # max_epochs=-1: the fine-tuning's own update count ends the run
+        engine = quiet_engine(root, spec["accelerator"], [_stop_after_finetuning()], max_epochs=-1)
         engine.fit(model, datamodule=datamodule)
         metrics = {
             name: float(engine.trainer.callback_metrics[name])

@@ -509,12 +509,12 @@ def _pdae_jobs(settings: Settings) -> list[dict]:
         init_args |= {
             "backbones": [[settings.backbone, layers]],
             "hidden_widths": [64],
-            "epochs": 1,
             "lr_milestones": [],
         }
     job = {
         "model": "Pdae",
         "key": "pdae",
+        "max_epochs": 1 if settings.smoke else config["trainer"]["max_epochs"],
         "method": "PDAE",
         "representation": "",
         "init_args": init_args,

@@ -212,7 +212,6 @@ def test_cutpaste_copies_one_region_and_keeps_range():
     [
         ("score_weight", 1.5, r"score_weight must be a number in \[0, 1\]"),
         ("score_patch_size", 4, "score_patch_size must be a positive odd integer"),
-        ("epochs", 0, "epochs must be a positive integer"),
         ("lr_gamma", 0.0, r"lr_gamma must be a number in \(0, 1\]"),
         ("beta", -1.0, "beta must be a number >= 0"),
     ],

@@ -21,7 +21,6 @@ def test_kolektorsdd_image_auroc(
         weights=[mobilenet_weights, efficientnet_weights],
         image_size=(256, 96),  # keeps the strips' aspect ratio; 32×12 feature grid
         hidden_widths=[64],  # one strided stage + bottleneck: the grid must be a multiple of 4
-        epochs=2,
         lr_milestones=[],
         visualizer=False,
     )
@@ -38,6 +37,7 @@ def test_kolektorsdd_image_auroc(
         accelerator="cpu",
         devices=1,
         enable_progress_bar=False,
+        max_epochs=2,
         limit_train_batches=16,  # 128 of the 250 training images per epoch: a short CPU budget
         check_val_every_n_epoch=10,  # nothing is selected on validation; skip it
     )

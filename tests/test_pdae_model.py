@@ -40,13 +40,14 @@ def trained(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
     datamodule = MVTecAD(
         root=synthetic_root, category="synthetic", train_batch_size=8, eval_batch_size=16, num_workers=0
     )
-    model = Pdae(**SMALL, epochs=5, lr_milestones=[4], cutpaste=True, visualizer=False)
+    model = Pdae(**SMALL, lr_milestones=[4], cutpaste=True, visualizer=False)
     losses = _EpochLosses()
     engine = Engine(
         default_root_dir=tmp_path_factory.mktemp("pdae_run"),
         logger=False,
         accelerator="cpu",
         devices=1,
+        max_epochs=5,
         enable_progress_bar=False,
         callbacks=[losses],
     )
@@ -56,7 +57,7 @@ def trained(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def test_training_lowers_the_loss_and_defects_score_higher(trained):
     engine, model, datamodule, losses = trained
-    assert engine.trainer.current_epoch == 5  # the fixed schedule, from the model's `epochs`
+    assert engine.trainer.current_epoch == 5  # the Engine's max_epochs bounds the run
     assert len(losses) == 5
     assert losses[-1] < 0.2 * losses[0]
     assert all(later < earlier for earlier, later in pairwise(losses))
@@ -127,13 +128,13 @@ def test_get_model_finds_pdae_through_the_plugin():
 
 
 @pytest.mark.parametrize(
-    ("config", "expected"),
+    ("config", "expected", "epochs"),
     [
-        ("mvtec.yaml", {"score_weight": 0.65, "beta": 100.0, "epochs": 250, "cutpaste": False}),
-        ("loco.yaml", {"score_weight": 0.3, "beta": 10.0, "epochs": 160, "cutpaste": True}),
+        ("mvtec.yaml", {"score_weight": 0.65, "beta": 100.0, "cutpaste": False}, 250),
+        ("loco.yaml", {"score_weight": 0.3, "beta": 10.0, "cutpaste": True}, 160),
     ],
 )
-def test_cli_configs_parse_to_pdae(config, expected):
+def test_cli_configs_parse_to_pdae(config, expected, epochs):
     from anomalib.cli import AnomalibCLI
 
     cli = AnomalibCLI(
@@ -143,8 +144,23 @@ def test_cli_configs_parse_to_pdae(config, expected):
     model = cli.model
     assert type(model) is Pdae
     assert {key: model.hparams[key] for key in expected} == expected
+    assert cli.config["train"]["trainer"]["max_epochs"] == epochs  # the paper's schedule, in the config
     assert [name for name, _ in model.hparams["backbones"]] == [
         "densenet201.tv_in1k",
         "cait_xxs24_384.fb_dist_in1k",
     ]
     assert model.model.feature_extractor.channels == 960
+
+
+@pytest.mark.parametrize("limits", [{"max_epochs": 1}, {"max_steps": 2}])
+def test_the_trainer_bounds_the_run(limits: dict, synthetic_root: Path, tmp_path: Path) -> None:
+    """No schedule is forced through ``trainer_arguments``: the Engine's limits decide."""
+    model = Pdae(**SMALL, lr_milestones=[], visualizer=False)
+    assert "max_epochs" not in model.trainer_arguments
+    datamodule = MVTecAD(
+        root=synthetic_root, category="synthetic", train_batch_size=8, eval_batch_size=16, num_workers=0
+    )
+    engine = Engine(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, **limits)
+    engine.fit(model, datamodule=datamodule)
+    # 24 training images in batches of 8: one epoch is 3 steps
+    assert engine.trainer.global_step == (3 if "max_epochs" in limits else 2)

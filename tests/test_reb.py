@@ -368,3 +368,40 @@ def test_table5_defects_arguments(mobilenet_weights: Path, tmp_path: Path) -> No
         _reb(mobilenet_weights, tmp_path, defects="cutpaste", texture_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="Texture folder"):
         _reb(mobilenet_weights, tmp_path, defects="draem", texture_dir=tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("limits", "updates"),
+    [
+        ({"max_epochs": 1}, 0),  # the only epoch is the bank pass
+        ({"max_epochs": 2}, 6),  # 12 batches of 2 images = 6 updates, then the bank epoch
+        ({"max_steps": 4}, 3),  # 3 updates and the bank pass, which counts as a step
+    ],
+)
+def test_trainer_limits_cap_finetuning_and_the_bank_is_still_built(
+    limits: dict,
+    updates: int,
+    synthetic_root: Path,
+    mobilenet_weights: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = _reb(mobilenet_weights, tmp_path, num_updates=300)
+    engine = Engine(default_root_dir=tmp_path / "results", logger=False, enable_progress_bar=False, **limits)
+    with caplog.at_level("WARNING", logger="anomalib_pdae"):
+        engine.fit(model, datamodule=_datamodule(synthetic_root))
+    capped = [r.getMessage() for r in caplog.records if "end fine-tuning after" in r.getMessage()]
+    assert capped == [
+        f"Reb: the trainer's limits (max_epochs={engine.trainer.max_epochs}, max_steps="
+        f"{engine.trainer.max_steps}) end fine-tuning after {updates} of 300 updates; the memory bank is "
+        "built on the backbone as it stands. Run REB's full schedule with max_epochs=-1 "
+        "(configs/reb/mvtec.yaml)."
+    ]
+    assert (int(model.updates), bool(model._is_fitted)) == (updates, True)
+    assert (tmp_path / "backbone.safetensors").is_file() == (updates > 0)
+    checkpoint = Path(engine.trainer.default_root_dir) / "weights" / "lightning" / "model.ckpt"
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert bool(saved["state_dict"]["_is_fitted"])  # anomalib's checkpoint holds the bank
+    assert saved["state_dict"]["model.ldknn.memory_bank"].shape == (24 * 8 * 8, 64)
+    results = engine.test(model, datamodule=_datamodule(synthetic_root), verbose=False)
+    assert 0 <= results[0]["image_AUROC"] <= 1

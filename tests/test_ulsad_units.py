@@ -238,3 +238,32 @@ def test_configs_state_the_defaults(name: str) -> None:
     assert config["trainer"]["max_epochs"] == 200
     assert config["data"]["init_args"]["train_batch_size"] == 8
     assert config["data"]["init_args"]["val_split_mode"] in {"from_train", "from_dir"}  # never the test set
+
+
+def _training_split(root: Path, n_train: int):
+    from anomalib.data import MVTecAD
+
+    from anomalib_pdae.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(root, "few", n_train=n_train, n_test_good=1, n_test_defect=1, image_size=32)
+    datamodule = MVTecAD(root=root, category="few", num_workers=0)
+    datamodule.setup()
+    return datamodule.train_data
+
+
+@pytest.mark.parametrize(("n_train", "held_out"), [(5, 1), (24, 2), (3, 1)])
+def test_small_training_sets_hold_out_at_least_one_image(n_train: int, held_out: int, tmp_path: Path) -> None:
+    """10 % of 5 images rounds to none: one is held out instead, and the rest are trained on."""
+    from anomalib_pdae.models.ulsad.lightning_model import _hold_out
+
+    train, holdout = _hold_out(_training_split(tmp_path, n_train), 0.1, seed=0)
+    assert (len(train), len(holdout)) == (n_train - held_out, held_out)
+    assert set(train.samples.image_path).isdisjoint(holdout.samples.image_path)
+
+
+def test_too_few_training_images_to_hold_out_one(tmp_path: Path) -> None:
+    from anomalib_pdae.models.ulsad.lightning_model import _hold_out
+
+    message = r"Ulsad needs at least 3 training images .* has 2\. Add normal images"
+    with pytest.raises(ValueError, match=message):
+        _hold_out(_training_split(tmp_path, 2), 0.1, seed=0)

@@ -19,13 +19,14 @@ from torch import nn
 from torchvision.transforms.v2 import Resize
 
 from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
+from anomalib_pdae.models.components.guards import CheckpointGuard, check_datamodule
 
 from .torch_model import CHUNK_IMAGES, LdknnModel
 
 logger = logging.getLogger(__name__)
 
 
-class Ldknn(PluginDefaultsMixin, MemoryBankMixin, AnomalibModule):
+class Ldknn(PluginDefaultsMixin, CheckpointGuard, MemoryBankMixin, AnomalibModule):
     """Local-density KNN (REB, Lyu et al.): 1-NN patch distance minus gamma × the local density.
 
     Training collects patch embeddings of normal images; when the epoch ends the memory bank
@@ -137,20 +138,9 @@ class Ldknn(PluginDefaultsMixin, MemoryBankMixin, AnomalibModule):
         self.model.fit(embeddings.to(self.device))
 
     def setup(self, stage: str | None = None) -> None:
-        """Refuse an empty training split before the data loaders are built, naming the dataset."""
+        """Check the datamodule's splits before the data loaders are built (see ``check_datamodule``)."""
         super().setup(stage)
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        train_data = getattr(datamodule, "train_data", None)
-        if stage == "fit" and train_data is not None and len(train_data) == 0:
-            where = getattr(datamodule, "root", None)
-            category = getattr(datamodule, "category", None)
-            if where is not None and category is not None:
-                where = Path(where) / category
-            msg = (
-                f"Ldknn received no training images: {type(datamodule).__name__}'s training split "
-                f"is empty (dataset at {where}). It needs normal training images."
-            )
-            raise ValueError(msg)
+        check_datamodule(self, stage)
 
     def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
         """Export to a pickled torch model; refuses an unfitted model (it would score nothing)."""

@@ -20,6 +20,7 @@ from torchvision.transforms.v2 import Compose, Resize
 
 from anomalib_pdae.data.cutpaste import CutPaste
 from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
+from anomalib_pdae.models.components.guards import CheckpointGuard, check_datamodule
 
 from .autoencoder import AUTHORS_WIDTHS
 from .loss import PdaeLoss
@@ -30,14 +31,16 @@ __all__ = ["Pdae"]
 MVTEC_MILESTONES = (30, 60, 90, 120, 140, 160, 180, 210)
 
 
-class Pdae(PluginDefaultsMixin, AnomalibModule):
+class Pdae(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
     """Patch distance auto-encoder (Ma, Li, Wong, ESWA 2025).
 
     An auto-encoder reconstructs blurred multi-backbone features; anomalies are where the
     pooled 5×5 neighbourhood embeddings of features and reconstruction differ. Defaults are the
     paper's backbones (DenseNet201 + CaiT-XXS24-384 at 384 px) with the authors' MVTec AD
-    hyperparameters; ``configs/pdae/loco.yaml`` holds the MVTec LOCO ones. Trains for a fixed
-    ``epochs`` with Adam and a MultiStepLR schedule; nothing is selected on the test split.
+    hyperparameters; ``configs/pdae/loco.yaml`` holds the MVTec LOCO ones. Trains with Adam and a
+    per-epoch MultiStepLR schedule for as long as the trainer runs (``Engine(max_epochs=...)``,
+    ``--trainer.max_epochs``; the paper's 250 epochs are in ``configs/pdae/mvtec.yaml``); the last
+    epoch is the model: nothing is selected on the test split.
 
     Args:
         backbones: ``(timm name, layer names)`` pairs; the first map sets the feature grid.
@@ -54,7 +57,6 @@ class Pdae(PluginDefaultsMixin, AnomalibModule):
         score_patch_size: k of the P_k in the scores.
         score_weight: lambda; image score = lambda·s_cp + (1 − lambda)·s_cd.
         beta: weight of the cosine loss term.
-        epochs: training epochs (the fixed schedule; passed to the trainer as ``max_epochs``).
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay.
         lr_milestones: epochs at which MultiStepLR multiplies the learning rate by ``lr_gamma``.
@@ -68,7 +70,7 @@ class Pdae(PluginDefaultsMixin, AnomalibModule):
         >>> from anomalib.data import MVTecAD
         >>> from anomalib.engine import Engine
         >>> model = Pdae()
-        >>> engine = Engine()
+        >>> engine = Engine(max_epochs=250)
         >>> engine.fit(model, datamodule=MVTecAD(category="bottle", train_batch_size=4))  # doctest: +SKIP
     """
 
@@ -85,7 +87,6 @@ class Pdae(PluginDefaultsMixin, AnomalibModule):
         score_patch_size: int = 5,
         score_weight: float = 0.65,
         beta: float = 100.0,
-        epochs: int = 250,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-5,
         lr_milestones: Sequence[int] = MVTEC_MILESTONES,
@@ -104,7 +105,6 @@ class Pdae(PluginDefaultsMixin, AnomalibModule):
             score_patch_size=score_patch_size,
             score_weight=score_weight,
             beta=beta,
-            epochs=epochs,
             learning_rate=learning_rate,
             weight_decay=weight_decay,
             lr_milestones=lr_milestones,
@@ -133,15 +133,15 @@ class Pdae(PluginDefaultsMixin, AnomalibModule):
         )
         self.loss = PdaeLoss(beta=beta, patch_size=loss_patch_size, embedding_dim=embedding_dim)
         self.cutpaste = CutPaste() if cutpaste else None
-        self.epochs = epochs
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.lr_milestones = list(lr_milestones)
         self.lr_gamma = lr_gamma
 
     def setup(self, stage: str | None = None) -> None:
-        """Give CutPaste the native width of the training images (its scars are sized in it)."""
+        """Check the datamodule's splits (``check_datamodule``); give CutPaste the native image width."""
         super().setup(stage)
+        check_datamodule(self, stage)
         if self.cutpaste is not None and self.cutpaste.native_width is None and self._trainer is not None:
             self.cutpaste.native_width = _native_width(getattr(self._trainer, "datamodule", None))
 
@@ -181,8 +181,8 @@ class Pdae(PluginDefaultsMixin, AnomalibModule):
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
-        """The fixed schedule: ``epochs`` epochs, no sanity validation, no gradient clipping."""
-        return {"max_epochs": self.epochs, "num_sanity_val_steps": 0, "gradient_clip_val": 0}
+        """No sanity validation, no gradient clipping; the trainer's own limits bound the run."""
+        return {"num_sanity_val_steps": 0, "gradient_clip_val": 0}
 
     @property
     def learning_type(self) -> LearningType:
@@ -199,7 +199,6 @@ def _validate(**arguments: Any) -> None:
         "score_patch_size": (lambda v: int(v) >= 1 and int(v) % 2 == 1, "a positive odd integer"),
         "score_weight": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
         "beta": (lambda v: v >= 0, "a number >= 0"),
-        "epochs": (lambda v: int(v) >= 1, "a positive integer"),
         "learning_rate": (lambda v: v > 0, "a number > 0"),
         "weight_decay": (lambda v: v >= 0, "a number >= 0"),
         "lr_milestones": (lambda v: all(int(m) >= 1 for m in v), "positive epoch numbers"),

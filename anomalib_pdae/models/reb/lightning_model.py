@@ -24,6 +24,7 @@ from torchvision.transforms.v2 import Resize
 
 from anomalib_pdae.data.defectmaker import SALIENCY_MODES, Saliency, defect_batch, defect_task
 from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
+from anomalib_pdae.models.components.guards import CheckpointGuard, check_datamodule
 
 from .torch_model import RebModel
 
@@ -33,7 +34,7 @@ SSL_LOSSES = ("bce", "cross_entropy")
 BACKBONE_FILE = Path("weights") / "reb_backbone.safetensors"
 
 
-class Reb(PluginDefaultsMixin, AnomalibModule):
+class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
     """REB: a backbone fine-tuned on DefectMaker's synthetic defects, then LDKNN on top of it.
 
     Training has two phases inside one ``Engine.fit``:
@@ -46,8 +47,15 @@ class Reb(PluginDefaultsMixin, AnomalibModule):
        ``freeze_updates`` updates. Progress (update, loss, learning rate) is on the progress bar.
     2. **Memory bank.** After ``num_updates`` updates the fine-tuned backbone is written to
        ``backbone_path`` (safetensors, timm names: ``Ldknn(weights=...)`` loads it), LDKNN is
-       rebuilt on it, one more pass over the training images fills its memory bank, and training
-       stops; validation, test and export then behave exactly like :class:`Ldknn`.
+       rebuilt on it, one more pass over the training images fills its memory bank (counted as
+       one trainer step), and training stops; validation, test and export then behave exactly
+       like :class:`Ldknn`.
+
+    The trainer's ``max_epochs`` / ``max_steps`` bound the run as for any anomalib model. When
+    they leave no room for the remaining updates, fine-tuning stops early so that the last epoch
+    the trainer allows is the bank pass: a capped run still ends with a usable, exportable model,
+    and one warning says so. REB's schedule runs to the end with ``max_epochs=-1``
+    (``configs/reb/mvtec.yaml``).
 
     The optimiser, scheduler and counters are in Lightning checkpoints, so ``Engine.fit(...,
     ckpt_path=...)`` resumes fine-tuning where it stopped.
@@ -98,7 +106,7 @@ class Reb(PluginDefaultsMixin, AnomalibModule):
         >>> from anomalib.data import MVTecAD
         >>> from anomalib.engine import Engine
         >>> model = Reb(backbone="resnet18", num_updates=300)
-        >>> Engine().fit(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+        >>> Engine(max_epochs=-1).fit(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
     """
 
     def __init__(
@@ -182,10 +190,11 @@ class Reb(PluginDefaultsMixin, AnomalibModule):
         self.seed = seed
         self.backbone_path = Path(backbone_path) if backbone_path is not None else None
         self.saliency = Saliency(saliency, saliency_dir)
-        # Progress, kept in checkpoints: finished updates, fine-tuning batches, bank state.
+        # Progress, kept in checkpoints: finished updates, fine-tuning batches, bank state, cap.
         self.register_buffer("updates", torch.tensor(0))
         self.register_buffer("batches", torch.tensor(0))
         self.register_buffer("_is_fitted", torch.tensor(False))
+        self.register_buffer("_stopped_early", torch.tensor(False))  # by the trainer's limits
         self._accumulated = 0
         self._collecting = False
         self.embeddings: list[torch.Tensor] = []
@@ -208,11 +217,18 @@ class Reb(PluginDefaultsMixin, AnomalibModule):
 
     @property
     def finetuned(self) -> bool:
-        """Whether all fine-tuning updates are done."""
-        return int(self.updates) >= self.num_updates
+        """Whether fine-tuning is over: all updates done, or stopped early by the trainer's limits."""
+        return int(self.updates) >= self.num_updates or bool(self._stopped_early)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Check the datamodule's splits before the data loaders are built (see ``check_datamodule``)."""
+        super().setup(stage)
+        check_datamodule(self, stage)
 
     def on_train_epoch_start(self) -> None:
         """Decide the epoch's phase: fine-tuning, or filling the memory bank."""
+        if not self.finetuned and self._no_room_for_finetuning():
+            self._stop_finetuning_early()
         self._collecting = self.finetuned and not bool(self._is_fitted)
         if self._collecting:
             self.embeddings.clear()
@@ -224,6 +240,7 @@ class Reb(PluginDefaultsMixin, AnomalibModule):
         if self._collecting:
             self.embeddings.append(self.model.embed(batch.image).cpu())
             if batch_idx == self.trainer.num_training_batches - 1:
+                self._count_bank_step()
                 self.trainer.should_stop = True  # validation runs next, then training stops
             return None
         if self.finetuned:  # the last update fell inside this epoch
@@ -271,12 +288,49 @@ class Reb(PluginDefaultsMixin, AnomalibModule):
         self.log("lr", optimizer.param_groups[0]["lr"], prog_bar=True)
         if self.finetuned:
             self._finish_finetuning()
+        elif self._no_room_for_finetuning():
+            self._stop_finetuning_early()
 
     def _finish_finetuning(self) -> None:
         path = self.backbone_path or Path(self.trainer.default_root_dir) / BACKBONE_FILE
         self.model.classifier.save_backbone(path)
         self.model.use_backbone(path)
         logger.info("Fine-tuned backbone written to %s after %d updates.", path, int(self.updates))
+
+    def _no_room_for_finetuning(self) -> bool:
+        """Whether the trainer's limits leave only the bank pass (one epoch, one step) to run."""
+        trainer = self.trainer
+        max_epochs = trainer.max_epochs
+        last_epoch = max_epochs is not None and 0 <= max_epochs <= trainer.current_epoch + 1
+        last_step = 0 <= trainer.max_steps <= trainer.global_step + 1
+        return last_epoch or last_step
+
+    def _stop_finetuning_early(self) -> None:
+        """End fine-tuning where it is (a partly accumulated update is dropped) and say so."""
+        trainer = self.trainer
+        logger.warning(
+            "Reb: the trainer's limits (max_epochs=%s, max_steps=%s) end fine-tuning after %d of %d "
+            "updates; the memory bank is built on the backbone as it stands. Run REB's full schedule "
+            "with max_epochs=-1 (configs/reb/mvtec.yaml).",
+            trainer.max_epochs,
+            trainer.max_steps,
+            int(self.updates),
+            self.num_updates,
+        )
+        self.optimizers().zero_grad(set_to_none=True)
+        self._accumulated = 0
+        self._stopped_early = torch.tensor(True, device=self.device)
+        if int(self.updates) > 0:
+            self._finish_finetuning()
+
+    def _count_bank_step(self) -> None:
+        """Count the bank pass as one trainer step, as memory-bank models count their batches.
+
+        anomalib's checkpoint callback saves only when the step count moved; after zero
+        fine-tuning updates the bank would otherwise never be saved. No gradient exists here
+        (every update ends with ``zero_grad(set_to_none=True)``), so the step changes nothing.
+        """
+        self.optimizers().step()
 
     def fit(self) -> None:
         """Build the LDKNN memory bank from the collected embeddings."""
@@ -312,9 +366,8 @@ class Reb(PluginDefaultsMixin, AnomalibModule):
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
-        """Epochs until fine-tuning and the bank pass end; validate only after the bank is built."""
+        """Validate only after the bank is built; the trainer's own limits bound the run."""
         return {
-            "max_epochs": -1,
             "check_val_every_n_epoch": None,
             "val_check_interval": 2**62,
             "num_sanity_val_steps": 0,

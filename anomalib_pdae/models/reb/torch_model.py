@@ -47,8 +47,9 @@ class RebModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.ldknn_args = ldknn_args
-        self.classifier = DefectClassifier(backbone, pre_trained, weights, num_classes)
+        # LDKNN first: its backbone checks the architecture and layer names with clear messages
         self.ldknn = LdknnModel(backbone=backbone, pre_trained=pre_trained, weights=weights, **ldknn_args)
+        self.classifier = DefectClassifier(backbone, pre_trained, weights, num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | InferenceBatch:
         """Training: class logits ``(B, num_classes)``. Eval: LDKNN scores and anomaly maps."""

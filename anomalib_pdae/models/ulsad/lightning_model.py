@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Resize
 
 from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
+from anomalib_pdae.models.components.guards import CheckpointGuard, check_datamodule
 
 from .torch_model import UlsadModel
 
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 _TEST_DERIVED_SPLITS = (ValSplitMode.SAME_AS_TEST, ValSplitMode.FROM_TEST, ValSplitMode.NONE)
 
 
-class Ulsad(PluginDefaultsMixin, AnomalibModule):
+class Ulsad(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
     """ULSAD: deep feature reconstruction with a local and a global (attention-trained) branch.
 
     The map quantiles are computed on NORMAL validation images whenever the weights changed
@@ -150,6 +152,7 @@ class Ulsad(PluginDefaultsMixin, AnomalibModule):
         again, or fitting another Ulsad on the same datamodule, does not shrink the training set
         further.
         """
+        check_datamodule(self, stage)
         if stage != "fit":
             return
         self._holdout = None
@@ -158,10 +161,7 @@ class Ulsad(PluginDefaultsMixin, AnomalibModule):
             return
         held_out = getattr(datamodule, "ulsad_holdout", None)
         if held_out is None:
-            train, held_out = random_split(datamodule.train_data, self.holdout_ratio, seed=datamodule.seed)
-            if len(held_out) == 0:
-                msg = f"holdout_ratio={self.holdout_ratio} holds out none of {len(train)} training images."
-                raise ValueError(msg)
+            train, held_out = _hold_out(datamodule.train_data, self.holdout_ratio, datamodule.seed)
             held_out.augmentations = self.pre_processor.transform if self.pre_processor else None
             datamodule.train_data = train
             datamodule.ulsad_holdout = held_out
@@ -252,3 +252,23 @@ class Ulsad(PluginDefaultsMixin, AnomalibModule):
     def learning_type(self) -> LearningType:
         """One-class: trained on normal images only."""
         return LearningType.ONE_CLASS
+
+
+def _hold_out(dataset: Any, ratio: float, seed: int | None) -> tuple[Any, Any]:
+    """``(train, held_out)``: ``ratio`` of the images, and at least one, held out at random.
+
+    A handful of good parts is a normal dataset: 10 % of 5 images rounds to none, so one is
+    held out instead. Two images must stay for training (the global branch's batch norm needs
+    two per batch).
+    """
+    total = len(dataset)
+    count = max(1, math.floor(total * ratio))
+    if total - count < 2:
+        msg = (
+            f"Ulsad needs at least {count + 2} training images to hold out {count} for the map "
+            f"quantiles and train on 2; the training split has {total}. Add normal images, or give "
+            "the datamodule normal validation images (e.g. MVTecAD(val_split_mode='from_train'))."
+        )
+        raise ValueError(msg)
+    # anomalib's split floors ``total * ratio``: half an image above ``count`` selects exactly it
+    return random_split(dataset, (count + 0.5) / total, seed=seed)
