@@ -125,14 +125,15 @@ def sha256(path: str | Path) -> str:
 def weights_tags(spec: dict) -> list[str]:
     """The timm ``name.tag`` of every network a spec builds (Pdae: each of its backbones).
 
-    An untagged name is resolved to the tag timm loads for it, e.g. ``resnet18`` → ``resnet18.a1_in1k``.
+    Without a weights file an untagged name is resolved to the tag timm downloads for it, e.g.
+    ``resnet18`` → ``resnet18.a1_in1k``; with one, the file (and its SHA-256) says which weights.
     """
     import timm
 
     names = [entry[0] for entry in spec["init_args"]["backbones"]] if spec["model"] == "Pdae" else []
     tags = []
     for name in names or [spec["init_args"]["backbone"]]:
-        config = None if "." in name else timm.models.get_pretrained_cfg(name)
+        config = None if "." in name or spec.get("weights") else timm.models.get_pretrained_cfg(name)
         tags.append(f"{name}.{config.tag}" if config is not None and config.tag else name)
     return tags
 

@@ -28,7 +28,8 @@ BACKBONES = {
     "resnet18": {"weights": "resnet18.tv_in1k", "layers": RESNET_LAYERS, "k": 5, "dim": 512},
     "wide_resnet50_2": {"weights": "wide_resnet50_2.tv_in1k", "layers": RESNET_LAYERS, "k": 9, "dim": 1024},
     "wide_resnet101_2": {"weights": "wide_resnet101_2.tv_in1k", "layers": RESNET_LAYERS, "k": 9, "dim": 1024},
-    "mobilenetv2_100": {"weights": "mobilenetv2_100.tv_in1k", "layers": ["blocks.2", "blocks.4"], "k": 5},
+    # The smoke mode's network: timm has no tv_in1k tag for it; its weights come from a file.
+    "mobilenetv2_100": {"weights": "mobilenetv2_100", "layers": ["blocks.2", "blocks.4"], "k": 5},
 }
 BACKBONES["mobilenetv2_100"]["dim"] = 512
 LAST_LAYERS = {"resnet18": "layer4", "wide_resnet50_2": "layer4", "wide_resnet101_2": "layer4"}
