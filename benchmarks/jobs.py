@@ -11,25 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .settings import (
-    BACKBONES,
-    CATEGORIES,
-    DATAMODULES,
-    FINETUNE,
-    FOLDERS,
-    K_CANDIDATES,
-    LAST_LAYERS,
-    SCORERS,
-    SMOKE_DATASET,
-    SMOKE_FINETUNE,
-    TABLE5_DEFECTS,
-    TABLE5_SMOKE_DEFECTS,
-    VARIABLE_K,
-    Settings,
-)  # fmt: skip
+from . import settings as papers
+from .settings import BACKBONES, Settings
 from .tables import TABLES, Table
 
 PDAE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pdae" / "mvtec.yaml"
+
+
+def _job(model: str, key: str, method: str, init_args: dict, representation: str = "") -> dict:
+    job = {"model": model, "key": key, "method": method, "representation": representation}
+    return {**job, "init_args": init_args}
 
 
 def _k(table: Table, settings: Settings) -> int:
@@ -37,7 +28,7 @@ def _k(table: Table, settings: Settings) -> int:
 
 
 def _finetune(settings: Settings) -> dict:
-    return dict(SMOKE_FINETUNE if settings.smoke else FINETUNE)
+    return dict(papers.SMOKE_FINETUNE if settings.smoke else papers.FINETUNE)
 
 
 def ldknn(table: Table, settings: Settings) -> dict:
@@ -45,13 +36,7 @@ def ldknn(table: Table, settings: Settings) -> dict:
     backbone, k = BACKBONES[settings.backbone], _k(table, settings)
     init_args = {"backbone": backbone["weights"], "layers": backbone["layers"], "k": k, "coreset_ratio": 1.0}
     init_args["embedding_dim"] = backbone["dim"]
-    return {
-        "model": "Ldknn",
-        "key": "ldknn",
-        "method": f"LDKNN (K={k})",
-        "representation": "",
-        "init_args": init_args,
-    }
+    return _job("Ldknn", "ldknn", f"LDKNN (K={k})", init_args)
 
 
 def patchcore(table: Table, settings: Settings) -> dict:
@@ -59,20 +44,14 @@ def patchcore(table: Table, settings: Settings) -> dict:
     backbone = BACKBONES[settings.backbone]
     init_args = {"backbone": backbone["weights"], "layers": backbone["layers"], "num_neighbors": 9}
     init_args["coreset_sampling_ratio"] = settings.patchcore_ratio
-    return {
-        "model": "Patchcore",
-        "key": "patchcore",
-        "method": "PatchCore",
-        "representation": "",
-        "init_args": init_args,
-    }
+    return _job("Patchcore", "patchcore", "PatchCore", init_args)
 
 
 def ldknn_variable_k(table: Table, settings: Settings) -> dict:
     """LDKNN with K chosen per category on training images only (benchmarks/variable_k.py)."""
     job = ldknn(table, settings)
     job.update(key="ldknn_variable_k", method="LDKNN (variable K)")
-    job["init_args"]["k"] = VARIABLE_K
+    job["init_args"]["k"] = papers.VARIABLE_K
     return job
 
 
@@ -86,11 +65,11 @@ def reb(table: Table, settings: Settings) -> dict:
     variants = [
         {"method": "DefectMaker", "scorer": "knn", "k": 1},
         {"method": f"REB (K={k})", "scorer": "ldknn", "k": k},
-        {"method": "REB (variable K)", "scorer": "ldknn", "k": VARIABLE_K},
+        {"method": "REB (variable K)", "scorer": "ldknn", "k": papers.VARIABLE_K},
     ]
     job = ldknn(table, settings)
     job.update(key="reb", method=f"REB (K={k})", finetune=_finetune(settings))
-    job["variants"] = variants if table.datasets[0] in K_CANDIDATES else variants[:2]
+    job["variants"] = variants if table.datasets[0] in papers.K_CANDIDATES else variants[:2]
     job["init_args"] |= {"scorer": "knn", "k": 1}
     return job
 
@@ -100,7 +79,9 @@ def knn_variants(table: Table, settings: Settings) -> dict:
     k = BACKBONES[settings.backbone]["k"]
     job = ldknn(table, settings)
     job.update(key="knn_variants", method="LDKNN", representation="ImageNet")
-    job["variants"] = [{"method": label, "scorer": scorer, "k": k} for scorer, label in SCORERS.items()]
+    job["variants"] = [
+        {"method": label, "scorer": scorer, "k": k} for scorer, label in papers.SCORERS.items()
+    ]
     return job
 
 
@@ -159,15 +140,15 @@ def table5(table: Table, settings: Settings) -> list[dict]:
     Per representation the KNN/LDKNN job comes first: it fine-tunes and stores the weights,
     which the GDE job of the same category reuses.
     """
-    gde_args = {"backbone": BACKBONES[settings.backbone]["weights"], "layer": LAST_LAYERS[settings.backbone]}
-    gde_args["layers"] = BACKBONES[settings.backbone]["layers"]
-    gde = {"model": "Gde", "key": "gde", "method": "GDE", "representation": "ImageNet", "init_args": gde_args}
+    backbone = BACKBONES[settings.backbone]
+    gde_args = {"backbone": backbone["weights"], "layer": papers.LAST_LAYERS[settings.backbone]}
+    gde = _job("Gde", "gde", "GDE", {**gde_args, "layers": backbone["layers"]}, "ImageNet")
     knn = knn_variants(table, settings)
     knn["key"] = "knn_ldknn"
     knn["variants"] = [v for v in knn["variants"] if v["scorer"] in ("knn", "ldknn")]
     jobs = [gde, knn]
-    for representation, defects in TABLE5_DEFECTS.items():
-        if settings.smoke and defects not in TABLE5_SMOKE_DEFECTS:
+    for representation, defects in papers.TABLE5_DEFECTS.items():
+        if settings.smoke and defects not in papers.TABLE5_SMOKE_DEFECTS:
             continue
         finetune = _finetune(settings)
         if defects != "defectmaker":
@@ -187,21 +168,10 @@ def pdae(table: Table, settings: Settings) -> dict:
     init_args = {**config["model"]["init_args"], "image_size": [settings.image_size] * 2}
     if settings.smoke:
         backbone = BACKBONES[settings.backbone]
-        init_args |= {
-            "backbones": [[backbone["weights"], backbone["layers"]]],
-            "hidden_widths": [64],
-            "epochs": 1,
-        }
-        init_args["lr_milestones"] = []
+        init_args |= {"backbones": [[backbone["weights"], backbone["layers"]]], "hidden_widths": [64]}
+        init_args |= {"epochs": 1, "lr_milestones": []}
     batch_size = config["data"]["init_args"]["train_batch_size"]
-    return {
-        "model": "Pdae",
-        "key": "pdae",
-        "method": "PDAE",
-        "representation": "",
-        "init_args": init_args,
-        "batch_size": batch_size,
-    }
+    return {**_job("Pdae", "pdae", "PDAE", init_args), "batch_size": batch_size}
 
 
 def ldknn_costs(table: Table, settings: Settings) -> dict:
@@ -252,9 +222,9 @@ def model_jobs(table: str, settings: Settings) -> list[dict]:
 
 def dataset_categories(table: str, smoke: bool, categories: list[str] | None) -> list[tuple[str, str]]:
     """(dataset, category) pairs to run; the smoke mode runs the stand-in once."""
-    if smoke or TABLES[table].datasets == (SMOKE_DATASET,):
-        return [(SMOKE_DATASET, SMOKE_DATASET)]
-    pairs = [(dataset, c) for dataset in TABLES[table].datasets for c in CATEGORIES[dataset]]
+    if smoke or TABLES[table].datasets == (papers.SMOKE_DATASET,):
+        return [(papers.SMOKE_DATASET, papers.SMOKE_DATASET)]
+    pairs = [(dataset, c) for dataset in TABLES[table].datasets for c in papers.CATEGORIES[dataset]]
     if categories:
         unknown = sorted(set(categories) - {c for _, c in pairs})
         if unknown:
@@ -266,7 +236,7 @@ def dataset_categories(table: str, smoke: bool, categories: list[str] | None) ->
 
 def dataset_root(data_root: Path, dataset: str) -> Path:
     """The folder anomalib's datamodule reads a dataset from (the stand-in: ``data_root``)."""
-    return data_root if dataset == SMOKE_DATASET else data_root / FOLDERS[dataset]
+    return data_root if dataset == papers.SMOKE_DATASET else data_root / papers.FOLDERS[dataset]
 
 
 def build_specs(
@@ -298,7 +268,9 @@ def build_specs(
                     "table": prefix,
                     "job": job_id,
                     "dataset": dataset,
-                    "datamodule": "MVTecAD" if dataset == SMOKE_DATASET else DATAMODULES[dataset],
+                    "datamodule": "MVTecAD"
+                    if dataset == papers.SMOKE_DATASET
+                    else papers.DATAMODULES[dataset],
                     "root": str(dataset_root(data_root, dataset)),
                     "category": category,
                     "backbone": settings.backbone,

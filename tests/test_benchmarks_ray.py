@@ -14,7 +14,9 @@ ray = pytest.importorskip("ray")  # the optional extra: pip install anomalib-pda
 KEYS = ["job", "method", "metric"]
 
 
-def test_ray_rows_equal_the_sequential_run(kolektorsdd: Path, mobilenet_weights: Path, tmp_path: Path) -> None:
+def test_ray_rows_equal_the_sequential_run(
+    kolektorsdd: Path, mobilenet_weights: Path, tmp_path: Path
+) -> None:
     settings = Settings(backbone="mobilenetv2_100", image_size=64, n_train=8, n_test=8, smoke=True)
     results = {}
     for mode in ("sequential", "ray"):
@@ -24,10 +26,11 @@ def test_ray_rows_equal_the_sequential_run(kolektorsdd: Path, mobilenet_weights:
         if mode == "sequential":
             run_table(specs, tmp_path / mode / "table3.csv", runs)
         else:
-            broken = {**specs[0], "job": "broken", "root": str(tmp_path / "nowhere"), "log": str(runs / "b.json")}
+            broken = {**specs[0], "job": "broken", "root": str(tmp_path / "nowhere")}
+            broken["log"] = str(runs / "broken.json")
             ray.init(num_cpus=2, include_dashboard=False)
             try:
-                with pytest.raises(RuntimeError, match="1 of 3 jobs failed .*: broken"):
+                with pytest.raises(RuntimeError, match=r"1 of 3 jobs failed .*: broken"):
                     run_table([broken, *specs], tmp_path / mode / "table3.csv", runs, ray_address="local")
             finally:
                 ray.shutdown()

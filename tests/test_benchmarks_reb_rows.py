@@ -17,8 +17,8 @@ from safetensors.torch import save_file
 from anomalib_pdae.models.ldknn import LdknnModel
 from anomalib_pdae.models.ldknn.scorers import fit_statistics
 from benchmarks.build import build_model as _model
-from benchmarks.published import load_published
 from benchmarks.jobs import model_jobs
+from benchmarks.published import load_published
 from benchmarks.reb_rows import _record, prepare
 from benchmarks.report import chosen_k_markdown
 from benchmarks.settings import BACKBONES, Settings

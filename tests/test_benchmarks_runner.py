@@ -61,7 +61,8 @@ def test_hub_weights_must_be_in_the_local_cache(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     specs = build_specs("table4", Settings(backbone="wide_resnet50_2"), tmp_path, tmp_path / "runs", ["01"])
     problems = missing(specs)
-    assert any(p.startswith("weights wide_resnet50_2.tv_in1k: not in the Hugging Face cache") for p in problems)
+    expected = "weights wide_resnet50_2.tv_in1k: not in the Hugging Face cache"
+    assert any(problem.startswith(expected) for problem in problems)
 
 
 def test_plan_lists_every_job_with_a_measured_estimate(kolektorsdd: Path, mobilenet_weights: Path) -> None:
@@ -95,10 +96,11 @@ def test_a_failing_job_is_reported_with_its_tail_while_the_others_go_on(
     monkeypatch.setattr(runner, "execute", fake_execute)
     runs = tmp_path / "runs"
     specs = [
-        {**_fake_spec(name), "category": name, "log": str(runs / f"{name}.json")} for name in ("a", "bad", "c")
+        {**_fake_spec(name), "category": name, "log": str(runs / f"{name}.json")}
+        for name in ("a", "bad", "c")
     ]
     csv = tmp_path / "t.csv"
-    with pytest.raises(RuntimeError, match="1 of 3 jobs failed .*: bad"):
+    with pytest.raises(RuntimeError, match=r"1 of 3 jobs failed .*: bad"):
         runner.run_table(specs, csv, runs)
     output = capsys.readouterr().out
     assert "bad: FAILED (exit 1)" in output and "ValueError: broken" in output

@@ -18,9 +18,9 @@ import yaml
 from benchmarks.__main__ import parse_args, settings_for
 from benchmarks.details import aupro, auroc_by_type
 from benchmarks.gde import GdeModel, image_embedding
+from benchmarks.jobs import PDAE_CONFIG, build_specs
 from benchmarks.published import load_published
 from benchmarks.report import compare
-from benchmarks.jobs import PDAE_CONFIG, build_specs
 from benchmarks.settings import FINETUNE, K_CANDIDATES, LOCO_TYPES, VARIABLE_K, Settings
 from benchmarks.tables import TABLES
 
