@@ -70,7 +70,7 @@ def reb(table: Table, settings: Settings) -> dict:
     job = ldknn(table, settings)
     job.update(key="reb", method=f"REB (K={k})", finetune=_finetune(settings))
     job["variants"] = variants if table.datasets[0] in papers.K_CANDIDATES else variants[:2]
-    job["init_args"] |= {"scorer": "knn", "k": 1}
+    job["init_args"] |= {"scorer": "knn", "k": table.k or 1}
     return job
 
 
