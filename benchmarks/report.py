@@ -135,7 +135,7 @@ def write_report(table: str, results: pd.DataFrame, results_dir: Path, settings:
     """Write ``<results_dir>/<table>.md`` (and the figure of fig4 / fig5); return its path."""
     spec = TABLES[table]
     stand_in = spec.datasets[0] if settings.smoke else None
-    notes = [f"Notes on this table: benchmarks/README.md, section `{table}`."]
+    notes = [f'Notes on this table: benchmarks/README.md, "Notes per table", `{table}`.']
     if settings.smoke and spec.published is not None:
         size, backbone = settings.image_size, spec.backbone
         values = {"size": size, "n_train": settings.n_train, "n_test": settings.n_test, "backbone": backbone}
