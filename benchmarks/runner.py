@@ -81,8 +81,11 @@ def _on_ray(specs: list[dict], address: str) -> Iterator[tuple[dict, dict]]:
 
     A job reusing another's fine-tuned weights waits for that job (passed as an argument).
     """
-    import ray
-
+    try:
+        import ray
+    except ImportError as error:
+        msg = "--ray needs Ray, an optional extra: pip install anomalib-pdae[ray]"
+        raise SystemExit(msg) from error
     if not ray.is_initialized():
         ray.init(address=None if address == "local" else address, include_dashboard=False)
     gpus = ray.cluster_resources().get("GPU", 0) > 0
@@ -101,7 +104,11 @@ def _on_ray(specs: list[dict], address: str) -> Iterator[tuple[dict, dict]]:
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         spec = pending.pop(done[0])
-        yield spec, ray.get(done[0])
+        try:
+            outcome = ray.get(done[0])
+        except ray.exceptions.RayError as error:  # the task itself died (worker lost, out of memory)
+            outcome = {"error": type(error).__name__, "output": str(error)}
+        yield spec, outcome
 
 
 def _rows(spec: dict, log: dict) -> pd.DataFrame:
