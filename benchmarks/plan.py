@@ -143,7 +143,9 @@ def plan(specs: list[dict]) -> str:
         folder = Path(spec["root"]) / spec["category"]
         n_train, n_test = _count_images(folder / "train"), _count_images(folder / "test")
         found = n_train is not None and n_test is not None
-        weights = spec.get("weights") or "+".join(weights_tags(spec)) + " (hub)"
+        tags = weights_tags(spec)
+        cached = "in the local cache" if all(map(_hub_cached, tags)) else "NOT in the local cache"
+        weights = spec.get("weights") or f"{'+'.join(tags)} (hub, {cached})"
         lines.append(f"{spec['job']}")
         lines.append(
             f"  dataset  {spec['dataset']} / {spec['category']}: {folder} ({'found' if found else 'MISSING'})"
