@@ -19,9 +19,10 @@ HOW = (
     "({device}; the job's backbone and layers at its input size, random weights, batch 2, best of "
     "2 after a warm-up) × images passed (training images once per fit, test images once per "
     "variant, fine-tuning: updates × images per update × 3 for the backward pass, scaled by its "
-    "input size; PDAE: epochs × training images × 3); + (b) LDKNN's local densities, (bank "
-    "patches)² × D multiply-adds per scorer needing them, at the rate faiss reached now "
-    "({rate:.1f} G/s). Data loading, coresets and Patchcore's search are not counted: a lower bound."
+    "input size; PDAE: epochs × training images × 3); + (b) LDKNN's local densities, (kept bank "
+    "patches) × (all training patches) × D multiply-adds per scorer needing them, at the rate "
+    "faiss reached now ({rate:.1f} G/s). Data loading, coresets and Patchcore's search are not "
+    "counted: a lower bound."
 )
 
 
@@ -91,13 +92,13 @@ def _forward_seconds(name: str, layers: tuple[str, ...], size: int) -> tuple[flo
 
 @cache
 def _faiss_rate() -> float:
-    """Exact k-NN multiply-adds per second of faiss on this machine (1,024 × 16,384 × 256)."""
+    """Exact k-NN multiply-adds per second of faiss on this machine (2,048 × 32,768 × 256)."""
     import faiss
     import numpy as np
 
     generator = np.random.default_rng(0)
-    x = generator.standard_normal((1024, 256), dtype=np.float32)
-    y = generator.standard_normal((16384, 256), dtype=np.float32)
+    x = generator.standard_normal((2048, 256), dtype=np.float32)
+    y = generator.standard_normal((32768, 256), dtype=np.float32)
     faiss.knn(x[:64], y, 10)
     started = time.perf_counter()
     faiss.knn(x, y, 10)
@@ -126,9 +127,12 @@ def estimate_seconds(spec: dict, n_train: int, n_test: int) -> float:
         seconds += forward * scale * 3 * tune["num_updates"] * tune["images_per_update"]
     if spec["model"] == "Ldknn":
         scorers = [v["scorer"] for v in variants] or [spec["init_args"].get("scorer", "ldknn")]
+        # Each kept bank patch (coreset) searched among all training patches.
         bank = n_train * (size // stride) ** 2
-        flops = bank**2 * spec["init_args"].get("embedding_dim", 512)
-        seconds += fits * sum(s != "knn" for s in scorers) * flops / _faiss_rate()
+        ratios = [item.get("init_args", {}).get("coreset_ratio") for item in spec.get("sweep") or [{}]]
+        kept = sum(bank * (ratio or spec["init_args"].get("coreset_ratio", 1.0)) for ratio in ratios)
+        flops = kept * bank * spec["init_args"].get("embedding_dim", 512)
+        seconds += sum(s != "knn" for s in scorers) * flops / _faiss_rate()
     return seconds
 
 
