@@ -43,7 +43,7 @@ def test_ray_rows_equal_the_sequential_run(
                 broken = {**specs[0], "job": "broken", "root": str(tmp_path / "nowhere")}
                 broken["log"] = str(runs / "broken.json")
                 with pytest.raises(RuntimeError, match=r"1 of 3 jobs failed .*: broken"):
-                    run_table([broken, *specs], tmp_path / mode / "table3.csv", runs, ray_address="local")
+                    run_table([*specs, broken], tmp_path / mode / "table3.csv", runs, ray_address="local")
                 assert "Traceback" in (runs / "broken.out").read_text()
             frame = read_results(tmp_path / mode / "table3.csv")
             results[mode] = frame.sort_values(KEYS).reset_index(drop=True)
