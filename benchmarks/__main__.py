@@ -1,8 +1,9 @@
-"""Reproduce a published table: ``python -m benchmarks TABLE [--smoke] [--data-root DIR] ...``.
+"""Reproduce a published table: ``python -m benchmarks TABLE [--smoke] [--plan] [--ray [ADDRESS]] ...``.
 
-Writes ``<results>/<table>.csv`` (one row per dataset, category, method and metric),
-``<results>/<table>.md`` (ours | published | difference) and one JSON log per run in
-``<results>/runs/``. Re-running continues with the jobs missing from the CSV. See README.md.
+Writes ``<results>/<table>.csv`` (one row per dataset, category, method and metric, with the
+weights that produced it), ``<results>/<table>.md`` (ours | published | difference) and one JSON
+log per job in ``<results>/runs/``. Re-running continues with the jobs missing from the CSV.
+``--plan`` lists the jobs and their estimated durations and runs nothing. See README.md.
 """
 
 from __future__ import annotations
@@ -11,27 +12,41 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from .figures import plot
-from .reb_rows import chosen_k_markdown
-from .report import markdown
-from .runner import build_specs, read_results, run_table
-from .tables import BACKBONES, TABLES, Settings
+from .jobs import build_specs
+from .plan import missing, plan
+from .report import write_report
+from .runner import read_results, run_table
+from .settings import BACKBONES, Settings
+from .tables import TABLES
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA_ROOT = HERE.parents[1] / "shared" / "data"
 SMOKE_WEIGHTS = "mobilenetv2_100.tv_in1k.safetensors"
-SMOKE_NOTES = (
-    "Smoke run: KolektorSDD stands in for one category, with MobileNetV2 (ImageNet weights), "
-    "{size}×{size} input, {n_train} training and {n_test} test images (seeded subsets). The "
-    "published column is the paper's {dataset} mean ({backbone} where the table has backbones), "
-    "printed only to exercise the comparison: the numbers are not comparable."
-)
+SMOKE = {
+    "backbone": "mobilenetv2_100",
+    "image_size": 128,
+    "n_train": 16,
+    "n_test": 24,
+    "patchcore_ratio": 0.01,
+}
+SMOKE |= {"smoke": True, "k_values": (1, 9, 33), "coreset_ratios": (0.1, 0.01)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("table", choices=sorted(TABLES))
     parser.add_argument("--smoke", action="store_true", help="KolektorSDD stand-in, tiny settings")
+    parser.add_argument(
+        "--plan", action="store_true", help="list the jobs and estimated durations; run nothing"
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run the jobs as Ray tasks: on a new local instance, or on the cluster at ADDRESS",
+    )
     parser.add_argument(
         "--data-root",
         type=Path,
@@ -70,34 +85,22 @@ def settings_for(args: argparse.Namespace) -> Settings:
         )
         raise SystemExit(msg)
     if args.smoke:
-        return replace(
-            Settings(
-                backbone=args.backbone or "mobilenetv2_100",
-                image_size=128,
-                n_train=16,
-                n_test=24,
-                patchcore_ratio=0.01,
-                smoke=True,
-                k_values=(1, 9, 33),
-                coreset_ratios=(0.1, 0.01),
-                textures=textures,
-            ),
-            **table.smoke_settings,
-        )
-    return Settings(backbone=args.backbone or table.backbone, image_size=table.image_size, textures=textures)
+        smoke = {**SMOKE, "backbone": args.backbone or SMOKE["backbone"]}
+        return replace(Settings(**smoke, textures=textures), **table.smoke_settings)
+    settings = Settings(
+        backbone=args.backbone or table.backbone, image_size=table.image_size, textures=textures
+    )
+    return replace(settings, **table.settings)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    """Run a table; return the path of its markdown report."""
+def main(argv: list[str] | None = None) -> Path | None:
+    """Run a table (or print its plan); return the path of its markdown report."""
     args = parse_args(argv)
     settings = settings_for(args)
     results_dir = args.results or HERE / "results" / ("smoke" if args.smoke else "")
     weights = args.weights
     if args.smoke and weights is None:
         weights = args.data_root.parent / "weights" / SMOKE_WEIGHTS
-    if weights is not None and not weights.is_file():
-        msg = f"weights file {weights} not found (pass --weights FILE)"
-        raise SystemExit(msg)
     runs_dir = results_dir / "runs"
     specs = build_specs(
         args.table,
@@ -109,32 +112,15 @@ def main(argv: list[str] | None = None) -> Path:
         accelerator=args.accelerator,
         seed=args.seed,
     )
-    table = TABLES[args.table]
-    results_csv = results_dir / f"{table.results or args.table}.csv"
-    run_table(specs, results_csv, runs_dir)
-    notes = ""
-    stand_in = None
-    if args.smoke:
-        stand_in = table.datasets[0]
-        notes = SMOKE_NOTES.format(
-            size=settings.image_size,
-            n_train=settings.n_train,
-            n_test=settings.n_test,
-            dataset=stand_in,
-            backbone=table.backbone,
-        )
-        notes = " ".join(filter(None, [notes, table.smoke_note]))
-    notes = "\n\n".join(filter(None, [notes, table.note]))
-    report = results_dir / f"{args.table}.md"
-    results = read_results(results_csv)
-    if table.published is None:
-        figure = plot(
-            args.table, results, results_dir / f"{args.table}.png", " (smoke)" if args.smoke else ""
-        )
-        notes = (
-            notes.split(" The published")[0] + "\n\n" if notes else ""
-        ) + f"![{args.table}]({figure.name})"
-    report.write_text(markdown(args.table, results, stand_in, notes) + chosen_k_markdown(results))
+    if args.plan:
+        print(plan(specs))
+        return None
+    if problems := missing(specs):
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise SystemExit(f"not starting {args.table}: missing\n{listed}\nnothing was run or written.")
+    results_csv = results_dir / f"{TABLES[args.table].results or args.table}.csv"
+    run_table(specs, results_csv, runs_dir, ray_address=args.ray)
+    report = write_report(args.table, read_results(results_csv), results_dir, settings)
     print(f"wrote {results_csv} and {report}")
     return report
 

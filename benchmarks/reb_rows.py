@@ -17,14 +17,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .tables import VARIABLE_K, fixed_k
+from .build import quiet_engine, sha256
+from .settings import VARIABLE_K, fixed_k
 
 VARIABLE = VARIABLE_K
 
@@ -47,15 +47,8 @@ def finetuned_path(spec: dict) -> Path:
     defects = spec["finetune"].get("defects", "defectmaker")
     suffix = "" if defects == "defectmaker" else f".{defects}"
     name = f"{spec['dataset']}.{spec['category']}.{spec['backbone']}.seed{spec['seed']}{suffix}.safetensors"
-    return Path(spec["log"]).resolve().parents[1] / "finetuned" / name
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    folder = spec.get("finetuned_dir") or Path(spec["log"]).resolve().parents[1] / "finetuned"
+    return Path(folder) / name
 
 
 def _record(spec: dict) -> dict:
@@ -63,9 +56,9 @@ def _record(spec: dict) -> dict:
     return {
         "dataset": spec["dataset"],
         "category": spec["category"],
-        "backbone": spec["backbone"],
+        "backbone": spec["init_args"]["backbone"],
         "source_weights": Path(spec["weights"]).name if spec.get("weights") else "timm pretrained",
-        "source_sha256": _sha256(spec["weights"]) if spec.get("weights") else None,
+        "source_sha256": sha256(spec["weights"]) if spec.get("weights") else None,
         "image_size": spec["image_size"],
         "n_train": spec.get("n_train"),
         "seed": spec["seed"],
@@ -76,8 +69,6 @@ def _record(spec: dict) -> dict:
 def finetuned_backbone(spec: dict, datamodule) -> tuple[Path, dict]:
     """The DefectMaker-fine-tuned backbone of the spec's category: reused if stored, else trained."""
     from anomalib_pdae.models.reb import Reb
-
-    from .job import quiet_engine
 
     path = finetuned_path(spec)
     info_path = path.with_suffix(".json")
@@ -91,7 +82,7 @@ def finetuned_backbone(spec: dict, datamodule) -> tuple[Path, dict]:
     size = settings.pop("image_size", spec["image_size"])
     weights = spec.get("weights")
     model = Reb(
-        backbone=spec["backbone"],
+        backbone=spec["init_args"]["backbone"],
         layers=spec["init_args"]["layers"],
         pre_trained=weights is None,
         weights=weights,
@@ -188,26 +179,3 @@ def prepare(spec: dict, datamodule, build_model: Callable[[dict], object]) -> tu
         extra["rows"] = [{"method": m, "parameter": "", "metric": "k", "value": float(k)} for m in variable]
         seed_everything(spec["seed"], workers=True)
     return spec, extra
-
-
-def chosen_k_markdown(results) -> str:
-    """A markdown section listing, per category, the fixed K and each variable-K row's chosen K."""
-    chosen = results[results["metric"] == "k"]
-    if chosen.empty:
-        return ""
-    lines = [
-        "## Variable K, chosen without test labels",
-        "",
-        "K per category from REB's candidates by image AUROC on held-out normal training images "
-        "and DefectMaker pseudo-anomalies made from them (benchmarks/variable_k.py); fixed K is "
-        "the table's. Validation AUROCs per K are in the job logs (`runs/*.json`, `variable_k`).",
-        "",
-        "| dataset | backbone | category | method | fixed K | chosen K |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in chosen.itertuples(index=False):
-        fixed = fixed_k(row.dataset, row.backbone)
-        lines.append(
-            f"| {row.dataset} | {row.backbone} | {row.category} | {row.method} | {fixed} | {int(row.value)} |"
-        )
-    return "\n".join(lines) + "\n"

@@ -1,16 +1,25 @@
-"""Markdown report of a results CSV: ours, published and the difference, per category and mean."""
+"""The one report writer: a results CSV as markdown (ours, published, difference), figures, chosen K."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 
 from benchmarks.published import load_published
 
-from .tables import CATEGORIES, SMOKE_DATASET, TABLES
+from .figures import plot
+from .settings import CATEGORIES, SMOKE_DATASET, Settings, fixed_k
+from .tables import TABLES
 
 GROUP = ["dataset", "backbone", "representation", "method", "parameter", "metric"]
+SMOKE_NOTES = (
+    "Smoke run: KolektorSDD stands in for one category, with MobileNetV2 (ImageNet weights), "
+    "{size}×{size} input, {n_train} training and {n_test} test images (seeded subsets). The "
+    "published column is the paper's {dataset} mean ({backbone} where the table has backbones), "
+    "printed only to exercise the comparison: the numbers are not comparable."
+)
 # MVTec LOCO (REB Table 3): per-type AUROCs average to the published mean_structural /
 # mean_logical image AUROC, and the published total is the mean of those two.
 TYPE_MEANS = {"structural_image_auroc": "mean_structural", "logical_image_auroc": "mean_logical"}
@@ -58,7 +67,7 @@ def compare(table: str, results: pd.DataFrame, stand_in: str | None = None) -> p
     though the numbers are not comparable.
     """
     spec = TABLES[table]
-    ours = results.drop(columns=["job", "table"], errors="ignore").copy()
+    ours = results.drop(columns=["job", "table", "weights", "weights_sha256"], errors="ignore").copy()
     if spec.metrics is not None:
         ours = ours[ours["metric"].isin(spec.metrics)].reset_index(drop=True)
     ours["categories"] = ""
@@ -97,3 +106,43 @@ def markdown(table: str, results: pd.DataFrame, stand_in: str | None = None, not
         cells += [_number(row.ours), _number(row.published), _number(row.difference), row.categories]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def chosen_k_markdown(results) -> str:
+    """A markdown section listing, per category, the fixed K and each variable-K row's chosen K."""
+    chosen = results[results["metric"] == "k"]
+    if chosen.empty:
+        return ""
+    lines = [
+        "## Variable K, chosen without test labels",
+        "",
+        "K per category from REB's candidates by image AUROC on held-out normal training images "
+        "and DefectMaker pseudo-anomalies made from them (benchmarks/variable_k.py); fixed K is "
+        "the table's. Validation AUROCs per K are in the job logs (`runs/*.json`, `variable_k`).",
+        "",
+        "| dataset | backbone | category | method | fixed K | chosen K |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in chosen.itertuples(index=False):
+        fixed = fixed_k(row.dataset, row.backbone)
+        lines.append(
+            f"| {row.dataset} | {row.backbone} | {row.category} | {row.method} | {fixed} | {int(row.value)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(table: str, results: pd.DataFrame, results_dir: Path, settings: Settings) -> Path:
+    """Write ``<results_dir>/<table>.md`` (and the figure of fig4 / fig5); return its path."""
+    spec = TABLES[table]
+    stand_in = spec.datasets[0] if settings.smoke else None
+    notes = [f'Notes on this table: benchmarks/README.md, "Notes per table", `{table}`.']
+    if settings.smoke and spec.published is not None:
+        size, backbone = settings.image_size, spec.backbone
+        values = {"size": size, "n_train": settings.n_train, "n_test": settings.n_test, "backbone": backbone}
+        notes.insert(0, SMOKE_NOTES.format(**values, dataset=stand_in))
+    if table in ("fig4", "fig5"):
+        figure = plot(table, results, results_dir / f"{table}.png", " (smoke)" if settings.smoke else "")
+        notes.append(f"![{table}]({figure.name})")
+    report = results_dir / f"{table}.md"
+    report.write_text(markdown(table, results, stand_in, "\n\n".join(notes)) + chosen_k_markdown(results))
+    return report

@@ -1,7 +1,9 @@
-"""Run a table's jobs one process each, resumably, appending rows to ``<results>/<table>.csv``.
+"""Run a table's jobs, one process each, appending rows to ``<results>/<table>.csv`` as they finish.
 
 A job whose rows are already in the CSV is skipped, so an interrupted run continues with the
-categories left. A job that fails stops the run with its log's tail (nothing is written for it).
+jobs left. Jobs run one after another here, or as Ray tasks (``ray_address``; see README.md). A
+job that fails is reported with its output's tail (kept in ``runs/<job>.out``) while the others
+go on; the run then ends with an error naming the failed jobs.
 """
 
 from __future__ import annotations
@@ -10,129 +12,146 @@ import json
 import os
 import subprocess
 import sys
-import time
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from .tables import DATAMODULES, FOLDERS, SMOKE_DATASET, TABLES, Settings, dataset_categories, model_jobs
-
+REPO = Path(__file__).resolve().parents[1]
 COLUMNS = (
     "table", "dataset", "backbone", "representation", "method", "parameter", "category", "metric",
-    "value", "job",
+    "value", "weights", "weights_sha256", "job",
 )  # fmt: skip
 # anomalib's Patchcore needs this glibc setting on small machines (its memory bank is
 # re-allocated often; without it freed memory is not returned and RSS grows without bound).
 PATCHCORE_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
+TAIL_LINES = 25
 
 
 def read_results(path: Path) -> pd.DataFrame:
-    """The results CSV, or an empty frame with its columns."""
+    """The results CSV (columns added since it was written are empty), or an empty frame."""
     if not path.exists():
         return pd.DataFrame(columns=list(COLUMNS))
-    return pd.read_csv(path, dtype={"category": str, "parameter": str, "job": str}, keep_default_na=False)
+    text = {"category": str, "parameter": str, "job": str, "weights": str, "weights_sha256": str}
+    frame = pd.read_csv(path, dtype=text, keep_default_na=False)
+    return frame.reindex(columns=list(COLUMNS), fill_value="")
 
 
-def _data_root(data_root: Path, dataset: str) -> Path:
-    return data_root if dataset == SMOKE_DATASET else data_root / FOLDERS[dataset]
+def execute(spec: dict, *after: object) -> dict:
+    """Run one job in a fresh process; return ``{"log": ...}`` or ``{"error": ..., "output": ...}``.
 
-
-def build_specs(
-    table: str,
-    settings: Settings,
-    data_root: Path,
-    runs_dir: Path,
-    categories: list[str] | None = None,
-    weights: Path | None = None,
-    accelerator: str = "auto",
-    seed: int = 0,
-) -> list[dict]:
-    """Every job of a table, as specs for :mod:`benchmarks.job`."""
-    specs = []
-    # Tables sharing a results CSV (PatchCore S1-S3) share their jobs, hence the CSV's name here.
-    prefix = TABLES[table].results or table
-    for dataset, category in dataset_categories(table, settings.smoke, categories):
-        for model in model_jobs(table, settings):
-            job_id = f"{prefix}.{dataset}.{category}.{settings.backbone}.{model['key']}"
-            specs.append(
-                {
-                    **model,
-                    "table": prefix,
-                    "job": job_id,
-                    "dataset": dataset,
-                    "datamodule": "MVTecAD" if dataset == SMOKE_DATASET else DATAMODULES[dataset],
-                    "root": str(_data_root(data_root, dataset)),
-                    "category": category,
-                    "backbone": settings.backbone,
-                    "image_size": settings.image_size,
-                    "n_train": settings.n_train,
-                    "n_test": settings.n_test,
-                    "batch_size": model.get("batch_size") or (16 if settings.smoke else 32),
-                    "num_workers": 0 if settings.smoke else 4,
-                    "accelerator": "cpu" if settings.smoke else accelerator,
-                    "weights": None if weights is None else str(weights),
-                    "seed": seed,
-                    "log": str(runs_dir / f"{job_id}.json"),
-                }
-            )
-    return specs
-
-
-def _run_process(spec: dict, runs_dir: Path) -> dict:
-    spec_path = runs_dir / f"{spec['job']}.spec.json"
-    spec_path.write_text(json.dumps(spec, indent=2) + "\n")
+    ``after``: results of jobs this one had to wait for (Ray resolves them first); not used. The
+    process writes its log to a temporary folder and the caller keeps it, so this runs
+    unchanged on a Ray worker of another machine (which needs the data and the package only).
+    """
+    del after
     env = dict(os.environ)
     if spec["model"] == "Patchcore":
         env.update(PATCHCORE_ENV)
-    output_path = runs_dir / f"{spec['job']}.out"
-    with output_path.open("w") as output:
-        result = subprocess.run(
-            [sys.executable, "-m", "benchmarks.job", str(spec_path)],
-            cwd=Path(__file__).resolve().parents[1],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    if result.returncode != 0:
-        tail = "\n".join(output_path.read_text().splitlines()[-25:])
-        msg = f"job {spec['job']} failed (exit {result.returncode}); full output in {output_path}:\n{tail}"
-        raise RuntimeError(msg)
-    spec_path.unlink()
-    output_path.unlink()
-    return json.loads(Path(spec["log"]).read_text())
+    with tempfile.TemporaryDirectory() as folder:
+        local = {**spec, "log": str(Path(folder) / "log.json")}
+        spec_path = Path(folder) / "spec.json"
+        spec_path.write_text(json.dumps(local, indent=2) + "\n")
+        command = [sys.executable, "-m", "benchmarks.job", str(spec_path)]
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            return {"error": f"exit {result.returncode}", "output": result.stdout + result.stderr}
+        log = json.loads(Path(local["log"]).read_text())
+    log["spec"]["log"] = Path(spec["log"]).name
+    return {"log": log}
 
 
-def run_table(specs: list[dict], results_csv: Path, runs_dir: Path) -> pd.DataFrame:
-    """Run the specs not yet in ``results_csv``, appending each job's rows as it finishes."""
+def _sequential(specs: list[dict]) -> Iterator[tuple[dict, dict]]:
+    for spec in specs:
+        print(f"{spec['job']}: running", flush=True)
+        yield spec, execute(spec)
+
+
+def _finetuning_key(spec: dict) -> tuple | None:
+    """Jobs with the same key fine-tune the same weights file: the first one writes it."""
+    tune = spec.get("finetune")
+    if not tune:
+        return None
+    return (spec["dataset"], spec["category"], spec["backbone"], json.dumps(tune, sort_keys=True))
+
+
+def _on_ray(specs: list[dict], address: str) -> Iterator[tuple[dict, dict]]:
+    """Each job as a Ray task (one GPU each where the cluster has GPUs, else one CPU), as they end.
+
+    A job reusing another's fine-tuned weights waits for that job (passed as an argument).
+    """
+    try:
+        import ray
+    except ImportError as error:
+        msg = "--ray needs Ray, an optional extra: pip install anomalib-pdae[ray]"
+        raise SystemExit(msg) from error
+    if not ray.is_initialized():
+        ray.init(address=None if address == "local" else address, include_dashboard=False)
+    gpus = ray.cluster_resources().get("GPU", 0) > 0
+    task = ray.remote(execute).options(**({"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": 1}))
+    first: dict[tuple, object] = {}
+    pending = {}
+    for original in specs:
+        spec = {**original, "accelerator": original["accelerator"] if gpus else "cpu"}
+        key = _finetuning_key(spec)
+        after = [first[key]] if key in first else []
+        reference = task.remote(spec, *after)
+        if key is not None:
+            first.setdefault(key, reference)
+        pending[reference] = spec
+        print(f"{spec['job']}: submitted", flush=True)
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        spec = pending.pop(done[0])
+        try:
+            outcome = ray.get(done[0])
+        except ray.exceptions.RayError as error:  # the task itself died (worker lost, out of memory)
+            outcome = {"error": type(error).__name__, "output": str(error)}
+        yield spec, outcome
+
+
+def _rows(spec: dict, log: dict) -> pd.DataFrame:
+    labels = {key: spec[key] for key in ("table", "dataset", "backbone", "representation", "category", "job")}
+    weights = {key: log.get(key, "") for key in ("weights", "weights_sha256")}
+    return pd.DataFrame([{**labels, **weights, **row} for row in log["rows"]], columns=list(COLUMNS))
+
+
+def run_table(
+    specs: list[dict], results_csv: Path, runs_dir: Path, ray_address: str | None = None
+) -> pd.DataFrame:
+    """Run the specs not yet in ``results_csv``, appending each job's rows as it finishes.
+
+    ``ray_address``: None runs the jobs here one after another; ``"local"`` starts a Ray
+    instance on this machine; else the address of a running Ray cluster (``ray start --head``).
+    """
     runs_dir.mkdir(parents=True, exist_ok=True)
     results = read_results(results_csv)
     done = set(results["job"])
-    for index, spec in enumerate(specs, start=1):
-        prefix = f"[{index}/{len(specs)}] {spec['job']}"
+    for spec in specs:
         if spec["job"] in done:
-            print(f"{prefix}: already in {results_csv.name}, skipped", flush=True)
+            print(f"{spec['job']}: already in {results_csv.name}, skipped", flush=True)
+    todo = [spec for spec in specs if spec["job"] not in done]
+    outcomes = _sequential(todo) if ray_address is None else _on_ray(todo, ray_address)
+    failed = []
+    for index, (spec, outcome) in enumerate(outcomes, start=1):
+        prefix = f"[{index}/{len(todo)}] {spec['job']}"
+        if "error" in outcome:
+            output = runs_dir / f"{spec['job']}.out"
+            output.write_text(outcome["output"])
+            tail = "\n".join(outcome["output"].splitlines()[-TAIL_LINES:])
+            print(f"{prefix}: FAILED ({outcome['error']}); full output in {output}:\n{tail}", flush=True)
+            failed.append(spec["job"])
             continue
-        print(f"{prefix}: running", flush=True)
-        started = time.perf_counter()
-        log = _run_process(spec, runs_dir)
-        rows = pd.DataFrame(
-            [
-                {
-                    "table": spec["table"],
-                    "dataset": spec["dataset"],
-                    "backbone": spec["backbone"],
-                    "representation": spec["representation"],
-                    "category": spec["category"],
-                    "job": spec["job"],
-                    **row,
-                }
-                for row in log["rows"]
-            ],
-            columns=list(COLUMNS),
-        )
+        log = outcome["log"]
+        Path(spec["log"]).write_text(json.dumps(log, indent=2) + "\n")
+        rows = _rows(spec, log)
         results = pd.concat([results, rows], ignore_index=True) if len(results) else rows
         results.to_csv(results_csv, index=False, float_format="%.2f")
+        seconds = sum(log["fit_seconds"]) + sum(run["test_seconds"] for run in log["runs"])
         summary = ", ".join(f"{r['method']} {r['metric']} {r['value']:.1f}" for r in log["rows"])
-        print(f"{prefix}: done in {time.perf_counter() - started:.0f} s: {summary}", flush=True)
+        print(f"{prefix}: done ({seconds:.0f} s fit + test): {summary}", flush=True)
+    if failed:
+        msg = f"{len(failed)} of {len(todo)} jobs failed (outputs in {runs_dir}): {', '.join(failed)}"
+        raise RuntimeError(msg)
     return results

@@ -35,7 +35,7 @@ from anomalib_pdae.models.components.search import faiss_knn, nearest_neighbours
 from anomalib_pdae.models.ldknn import LdknnModel
 
 from .metrics import auroc
-from .tables import K_CANDIDATES  # noqa: F401 (re-exported: REB's K candidates, set in tables.py)
+from .settings import K_CANDIDATES  # noqa: F401 (re-exported: REB's K candidates)
 
 HOLDOUT = 0.2
 EPSILON = 1e-12
@@ -126,11 +126,23 @@ def local_densities(
     return {k: torch.from_numpy(distances[:, :k].mean(1)) for k in ks}
 
 
-def _image_scores(patch_scores: torch.Tensor, mode: str) -> torch.Tensor:
-    """Image score of ``(B, 1, H, W)`` patch scores, as :class:`LdknnModel` computes it."""
-    if mode == "block_max":
-        return F.avg_pool2d(patch_scores, 3).amax(dim=(1, 2, 3))
-    return patch_scores.amax(dim=(1, 2, 3))
+def _ldknn_image_scores(
+    nearest: torch.Tensor, density: torch.Tensor, shape: tuple[int, int, int], scoring: dict
+) -> torch.Tensor:
+    """LDKNN's image scores from 1-NN distances and the nearest points' local densities.
+
+    A copy of :class:`LdknnModel`'s patch score and image score (``scoring`` holds its
+    ``ld_coefficient``, ``density_mode`` and ``image_score``), kept in this one function until
+    the model scores such inputs publicly.
+    """
+    if scoring["density_mode"] == "subtract":
+        patch = nearest - scoring["ld_coefficient"] * density
+    else:
+        patch = nearest / (density + EPSILON).pow(scoring["ld_coefficient"])
+    patch = patch.reshape(shape[0], 1, shape[1], shape[2])
+    if scoring["image_score"] == "block_max":
+        return F.avg_pool2d(patch, 3).amax(dim=(1, 2, 3))
+    return patch.amax(dim=(1, 2, 3))
 
 
 def validation_scores(
@@ -153,15 +165,11 @@ def validation_scores(
     nearest, index = nearest[:, 0], index[:, 0]
     if distance == "euclidean":
         nearest = nearest.sqrt()
-    scores = {}
-    for k, table in local_densities(memory, full_bank, ks, distance).items():
-        density = table.to(nearest.device)[index]
-        if density_mode == "subtract":
-            patch = nearest - ld_coefficient * density
-        else:
-            patch = nearest / (density + EPSILON).pow(ld_coefficient)
-        scores[k] = _image_scores(patch.reshape(batch, 1, height, width), image_score)
-    return scores
+    scoring = {"ld_coefficient": ld_coefficient, "density_mode": density_mode, "image_score": image_score}
+    return {
+        k: _ldknn_image_scores(nearest, table.to(nearest.device)[index], (batch, height, width), scoring)
+        for k, table in local_densities(memory, full_bank, ks, distance).items()
+    }
 
 
 def validation_aurocs(

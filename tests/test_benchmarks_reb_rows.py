@@ -16,10 +16,12 @@ from safetensors.torch import save_file
 
 from anomalib_pdae.models.ldknn import LdknnModel
 from anomalib_pdae.models.ldknn.scorers import fit_statistics
-from benchmarks.job import _model
+from benchmarks.build import build_model as _model
+from benchmarks.jobs import model_jobs
 from benchmarks.published import load_published
-from benchmarks.reb_rows import _record, chosen_k_markdown, prepare
-from benchmarks.tables import BACKBONES, Settings, model_jobs
+from benchmarks.reb_rows import _record, prepare
+from benchmarks.report import chosen_k_markdown
+from benchmarks.settings import BACKBONES, Settings
 from benchmarks.variable_k import (
     K_CANDIDATES,
     choose_k,

@@ -14,7 +14,7 @@ import torch
 
 from benchmarks.metrics import auroc
 from benchmarks.report import compare, markdown
-from benchmarks.tables import SCORERS
+from benchmarks.settings import SCORERS
 
 REPO = Path(__file__).resolve().parents[1]
 

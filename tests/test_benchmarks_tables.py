@@ -18,10 +18,11 @@ import yaml
 from benchmarks.__main__ import parse_args, settings_for
 from benchmarks.details import aupro, auroc_by_type
 from benchmarks.gde import GdeModel, image_embedding
+from benchmarks.jobs import PDAE_CONFIG, build_specs
 from benchmarks.published import load_published
 from benchmarks.report import compare
-from benchmarks.runner import build_specs
-from benchmarks.tables import FINETUNE, K_CANDIDATES, LOCO_TYPES, PDAE_CONFIG, TABLES, VARIABLE_K, Settings
+from benchmarks.settings import FINETUNE, K_CANDIDATES, LOCO_TYPES, VARIABLE_K, Settings
+from benchmarks.tables import TABLES
 
 REPO = Path(__file__).resolve().parents[1]
 NEW_TABLES = ("table3", "table4", "table5", "patchcore_s1", "patchcore_s2", "patchcore_s3", "pdae")

@@ -1,0 +1,152 @@
+"""What a job spec builds: the datamodule, the model, the Engine, and the weights record.
+
+Shared by :mod:`benchmarks.job` and :mod:`benchmarks.reb_rows`. :func:`rescore` is the one place
+the benchmarks reach into a fitted LDKNN model; it goes when the model re-scores publicly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+from typing import Any
+
+
+def limited_datamodule(name: str, n_train: int | None, n_test: int | None, seed: int, **kwargs: Any):
+    """Build anomalib's datamodule ``name``, optionally on seeded random subsets.
+
+    ``n_train`` normal training images; ``n_test`` test images, half normal and half anomalous.
+    """
+    from anomalib import data
+
+    base = getattr(data, name)
+
+    class Limited(base):
+        def _setup(self, _stage: str | None = None) -> None:
+            super()._setup(_stage)
+            if n_train is not None and len(self.train_data) > n_train:
+                keep = sorted(random.Random(seed).sample(range(len(self.train_data)), n_train))
+                self.train_data = self.train_data.subsample(keep)
+            if n_test is not None and len(self.test_data) > n_test:
+                labels = self.test_data.samples["label_index"].to_numpy()
+                rng = random.Random(seed)
+                keep = []
+                for label, count in ((0, n_test // 2), (1, n_test - n_test // 2)):
+                    members = [int(i) for i in (labels == label).nonzero()[0]]
+                    keep += rng.sample(members, min(count, len(members)))
+                self.test_data = self.test_data.subsample(sorted(keep))
+
+    Limited.__name__ = base.__name__
+    return Limited(**kwargs)
+
+
+def _load_weights(module, weights: str) -> None:
+    """Load a timm checkpoint into a features-only timm model; every parameter must be covered."""
+    from safetensors.torch import load_file
+
+    result = module.load_state_dict(load_file(weights), strict=False)
+    if result.missing_keys:
+        missing = result.missing_keys
+        msg = f"weights {weights} miss {len(missing)} parameters of the model, e.g. {missing[:3]}"
+        raise ValueError(msg)
+
+
+def build_model(spec: dict):
+    """The model with raw scores: no post-processing, no evaluator (see :mod:`benchmarks.metrics`)."""
+    init_args = dict(spec["init_args"])
+    size = (spec["image_size"], spec["image_size"])
+    weights = spec.get("weights")
+    common = {"post_processor": False, "evaluator": False, "visualizer": False}
+    if spec["model"] == "Ldknn":
+        from anomalib_pdae import Ldknn
+
+        return Ldknn(
+            **init_args, weights=weights, pre_processor=Ldknn.configure_pre_processor(size), **common
+        )
+    if spec["model"] == "Pdae":
+        from anomalib_pdae import Pdae
+
+        files = [weights] if weights else None
+        return Pdae(**init_args, weights=files, pre_processor=Pdae.configure_pre_processor(size), **common)
+    if spec["model"] == "Gde":
+        from .gde import Gde
+
+        # ``layers`` only tells a DefectMaker fine-tuning (benchmarks.reb_rows) its LDKNN layers.
+        init_args.pop("layers", None)
+        return Gde(**init_args, weights=weights, pre_processor=Gde.configure_pre_processor(size), **common)
+    from anomalib.models import Patchcore
+
+    crop = spec.get("center_crop")
+    pre_processor = Patchcore.configure_pre_processor(size, (crop, crop) if crop else None)
+    model = Patchcore(**init_args, pre_trained=weights is None, pre_processor=pre_processor, **common)
+    if weights is not None:
+        _load_weights(model.model.feature_extractor.feature_extractor, weights)
+    return model
+
+
+def rescore(model, scorer: str, k: int) -> None:
+    """Point a fitted Ldknn at another scorer / K, recomputing its tables on the same bank."""
+    from anomalib_pdae.models.ldknn import scorers
+    from anomalib_pdae.models.ldknn.torch_model import BANK_BUFFERS
+
+    torch_model = model.model
+    bank = torch_model.memory_bank
+    tables = scorers.fit_statistics(scorer, bank, bank, k, torch_model.distance, progress=False)
+    torch_model.scorer = scorer
+    torch_model.k = k
+    for name in BANK_BUFFERS[1:]:
+        setattr(torch_model, name, tables.get(name, bank.new_empty(0)).to(bank.device))
+
+
+def quiet_engine(root: str, accelerator: str, callbacks: list, max_epochs: int | None = None):
+    """The Engine every job fits with: no logger, no progress bar, no validation epoch.
+
+    ``max_epochs`` bounds trainable models (``-1``: until the model stops itself, as Reb does
+    after its fine-tuning updates and bank pass); ``None`` leaves Lightning's default.
+    """
+    from anomalib.engine import Engine
+
+    return Engine(
+        default_root_dir=root,
+        logger=False,
+        accelerator=accelerator,
+        devices=1,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        callbacks=callbacks,
+        max_epochs=max_epochs,
+    )
+
+
+def sha256(path: str | Path) -> str:
+    """SHA-256 of a file, hex."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_tags(spec: dict) -> list[str]:
+    """The timm ``name.tag`` of every network a spec builds (Pdae: each of its backbones).
+
+    Without a weights file an untagged name is resolved to the tag timm downloads for it, e.g.
+    ``resnet18`` → ``resnet18.a1_in1k``; with one, the file (and its SHA-256) says which weights.
+    """
+    import timm
+
+    names = [entry[0] for entry in spec["init_args"]["backbones"]] if spec["model"] == "Pdae" else []
+    tags = []
+    for name in names or [spec["init_args"]["backbone"]]:
+        config = None if "." in name or spec.get("weights") else timm.models.get_pretrained_cfg(name)
+        tags.append(f"{name}.{config.tag}" if config is not None and config.tag else name)
+    return tags
+
+
+def weights_record(spec: dict) -> dict[str, str]:
+    """Which weights produced a job's rows: timm tag(s), and the local file and its SHA-256."""
+    weights = spec.get("weights")
+    record = {"weights": "+".join(weights_tags(spec)), "weights_file": "", "weights_sha256": ""}
+    if weights:
+        record |= {"weights_file": Path(weights).name, "weights_sha256": sha256(weights)}
+    return record
