@@ -7,7 +7,11 @@ from pathlib import Path
 
 COLUMNS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 DEFAULT = "ldknn, squared, gamma 1 (default)"
-SPLIT = "image ldknn squared, map 1-NN squared"
+# the density correction on the image score only (two spellings: parts written by older runs)
+SPLITS = (
+    "image ldknn, squared, gamma 1 (default); map 1-NN, squared",
+    "image ldknn squared, map 1-NN squared",
+)
 
 HEADER = """# LDKNN localisation on KolektorSDD: one factor at a time
 
@@ -44,11 +48,13 @@ def _fmt(value: float | None) -> str:
 
 
 def write_markdown(results: Path) -> None:
-    """Write ``<results>.md`` from ``<results>.json``."""
-    saved = json.loads(results.with_suffix(".json").read_text())
-    rows = saved["rows"]
+    """Write ``<results>.md`` from ``<results>.json`` and the parts ``<results>_*.json``."""
+    parts = sorted(results.parent.glob(f"{results.name}*.json"))
+    saved = [json.loads(part.read_text()) for part in parts]
+    rows = [row for part in saved for row in part["rows"]]
+    started = ", ".join(part["started"] for part in saved if "started" in part)
     backbones = ", ".join(dict.fromkeys(r["backbone"] for r in rows))
-    lines = [HEADER.format(backbones=backbones, started=saved.get("started", "?"))]
+    lines = [HEADER.format(backbones=backbones, started=started or "?")]
     lines += _summary(rows)
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -92,7 +98,7 @@ def _summary(rows: list[dict]) -> list[str]:
         for label, row in (
             ("anomalib PatchcoreModel", pick("anomalib PatchcoreModel", "anomalib")),
             ("Ldknn, map of the corrected score (REB)", pick(DEFAULT)),
-            ('Ldknn, map of the plain distance (`map_score="distance"`)', pick(SPLIT)),
+            ('Ldknn, map of the plain distance (`map_score="distance"`)', pick(SPLITS[0]) or pick(SPLITS[1])),
         ):
             if row is not None:
                 out.append(
