@@ -34,6 +34,14 @@ rank-sum formula (equal to anomalib's `AUROC`, tested in `tests/test_benchmarks_
 all over the whole test split. ms/image: the 1-NN search of the bank plus the map path, in this
 process on two shared cores (loaded machine: compare within a group only).
 
+**Not yet measured** (the two CPU cores were shared by many jobs during the run): the 10% and
+100% banks, the embedding-dim (128/256/1024) and aggregation banks, and most map-path rows; the
+script runs them by default (`--level full`, `--ratios 0.01 0.1`). The MobileNetV2 baseline row
+comes from the first full run, which printed it and then stopped on a bug in a map-path name
+(fixed); the rows after it were re-run with `--backbones mobilenetv2_100 --ratios 0.01 --no-dims
+--no-baseline --level key --part mobilenet`, the EfficientNet-Lite0 rows with
+`--backbones tf_efficientnet_lite0 --ratios 0.01 --no-dims --level key --part efficientnet`.
+
 Command (repository root): `python benchmarks/localisation.py --data-root ../shared/data
 --weights-dir ../shared/weights` (started {started}).
 """
