@@ -229,7 +229,9 @@ def run(args: argparse.Namespace) -> list[dict]:
             print(results[-1], flush=True)
         train_features = extract(backbone, weights, train.images)
         test_features = extract(backbone, weights, test_split.images)
-        plans = [(512, "reference", ratio) for ratio in args.ratios]
+        plans = [
+            (512 if a == "reference" else 0, a, ratio) for a in args.aggregations for ratio in args.ratios
+        ]
         if backbone == args.backbones[0] and args.dims:
             plans += [(dim, "reference", 0.01) for dim in (128, 256, 1024)] + [(0, "anomalib", 0.01)]
         for dim, aggregation, ratio in plans:
@@ -266,6 +268,7 @@ def main() -> None:
         "--map-ratios", nargs="+", type=float, default=[0.01], help="banks with map-path rows"
     )
     parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip Patchcore")
+    parser.add_argument("--aggregations", nargs="+", default=["reference"], choices=["reference", "anomalib"])
     parser.add_argument("--no-dims", dest="dims", action="store_false", help="skip the embedding-dim banks")
     parser.add_argument(
         "--level", choices=["key", "scorers", "full"], help="rows per bank (default: by bank)"
