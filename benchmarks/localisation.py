@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,26 +174,30 @@ def evaluate(metrics: data.Metrics, bank: Bank, image_from: tuple, map_from: tup
     return {**metrics(image, pixel), "ms_per_image": bank.search_ms + map_ms}
 
 
-def ablate_bank(test: data.Metrics, bank: Bank, setting: dict, level: str) -> list[dict]:
+def ablate_bank(test: data.Metrics, bank: Bank, setting: dict, level: str) -> Iterator[dict]:
     """Rows on one fitted bank: ``key``, ``scorers`` (every scorer and split) or ``full`` (+ map paths).
 
     ``key``: the default, 1-NN squared and Euclidean, and the first two splits.
     """
-    out = []
     common = {**setting, "bank": bank.size, "fit_seconds": bank.fit_seconds, "search_ms": bank.search_ms}
-    scorers = [SCORERS[i] for i in (0, 4, 5)] if level == "key" else SCORERS
-    for variant in scorers:
-        row = evaluate(test, bank, variant, variant, MAP_PATHS[0])
-        out.append({**common, "factor": "scorer", "row": variant[0], **row})
-    for name, image_from, map_from in SPLITS[:2] if level == "key" else SPLITS:
-        row = evaluate(test, bank, SCORERS[image_from], SCORERS[map_from], MAP_PATHS[0])
-        out.append({**common, "factor": "density on the image only", "row": name, **row})
-    for path in MAP_PATHS[1:] if level == "full" else []:
-        for variant in (SCORERS[0], SCORERS[5]):
-            row = evaluate(test, bank, variant, variant, path)
-            out.append({**common, "factor": "map path", "row": f"{variant[0]}; {path}", **row})
-    print(f"[{time.strftime('%H:%M:%S')}] {setting} bank {bank.size}: {len(out)} rows", flush=True)
-    return out
+    if level == "key":  # the most telling rows first
+        plan = [(SCORERS[0], SCORERS[0], 0), (SCORERS[0], SCORERS[4], 0), (SCORERS[0], SCORERS[5], 0)]
+        plan += [(SCORERS[5], SCORERS[5], 0), (SCORERS[0], SCORERS[0], 1), (SCORERS[4], SCORERS[4], 0)]
+    else:
+        plan = [(variant, variant, 0) for variant in SCORERS]
+        plan += [(SCORERS[image_from], SCORERS[map_from], 0) for _, image_from, map_from in SPLITS]
+        if level == "full":
+            plan += [(v, v, path) for path in range(1, len(MAP_PATHS)) for v in (SCORERS[0], SCORERS[5])]
+    for image_from, map_from, path in plan:
+        row = evaluate(test, bank, image_from, map_from, MAP_PATHS[path])
+        if path:
+            factor, name = "map path", f"{image_from[0]}; {MAP_PATHS[path]}"
+        elif image_from is map_from:
+            factor, name = "scorer", image_from[0]
+        else:
+            factor, name = "density on the image only", f"image {image_from[0]}; map {map_from[0]}"
+        print(f"[{time.strftime('%H:%M:%S')}] {setting} {name}: {row}", flush=True)
+        yield {**common, "factor": factor, "row": name, **row}
 
 
 def baseline(
@@ -219,12 +224,14 @@ def run(args: argparse.Namespace) -> list[dict]:
     results: list[dict] = []
     for backbone in args.backbones:
         weights = Path(args.weights_dir) / WEIGHTS[backbone]
-        if 0.01 in args.ratios:
+        if 0.01 in args.ratios and args.baseline:
             results.append(baseline(backbone, weights, train, test_split, test))
             print(results[-1], flush=True)
         train_features = extract(backbone, weights, train.images)
         test_features = extract(backbone, weights, test_split.images)
-        plans = [(512, "reference", ratio) for ratio in args.ratios]
+        plans = [
+            (512 if a == "reference" else 0, a, ratio) for a in args.aggregations for ratio in args.ratios
+        ]
         if backbone == args.backbones[0] and args.dims:
             plans += [(dim, "reference", 0.01) for dim in (128, 256, 1024)] + [(0, "anomalib", 0.01)]
         for dim, aggregation, ratio in plans:
@@ -240,8 +247,9 @@ def run(args: argparse.Namespace) -> list[dict]:
             level = args.level or ("scorers" if dim == 512 else "key")
             if not args.level and dim == 512 and ratio in args.map_ratios and backbone == args.backbones[0]:
                 level = "full"
-            results += ablate_bank(test, bank, setting, level)
-            _json(args).write_text(json.dumps({"rows": results}, indent=1) + "\n")
+            for row in ablate_bank(test, bank, setting, level):
+                results.append(row)
+                _json(args).write_text(json.dumps({"rows": results}, indent=1) + "\n")
     return results
 
 
@@ -259,6 +267,8 @@ def main() -> None:
     parser.add_argument(
         "--map-ratios", nargs="+", type=float, default=[0.01], help="banks with map-path rows"
     )
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip Patchcore")
+    parser.add_argument("--aggregations", nargs="+", default=["reference"], choices=["reference", "anomalib"])
     parser.add_argument("--no-dims", dest="dims", action="store_false", help="skip the embedding-dim banks")
     parser.add_argument(
         "--level", choices=["key", "scorers", "full"], help="rows per bank (default: by bank)"
