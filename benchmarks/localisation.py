@@ -99,7 +99,7 @@ def embed(features: list[torch.Tensor], dim: int, aggregation: str) -> torch.Ten
     """Patch embeddings ``(B, D, H, W)`` exactly as ``LdknnModel.embed`` computes them."""
     from anomalib_pdae.models.components import PatchEmbedding
 
-    embedding = PatchEmbedding(embedding_dim=dim, aggregation=aggregation)
+    embedding = PatchEmbedding(embedding_dim=dim or 1, aggregation=aggregation)  # 0: unused by anomalib
     with torch.no_grad():
         return torch.cat([embedding([f[i : i + 8] for f in features]) for i in range(0, len(features[0]), 8)])
 
