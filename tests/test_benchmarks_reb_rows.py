@@ -101,7 +101,9 @@ def test_pseudo_anomalies_are_six_defects_of_every_image() -> None:
     assert anomalies.shape == (18, 3, 64, 64)
     bases = (images * 255).round() / 255
     differences = (anomalies - bases.repeat_interleave(6, dim=0)).abs().amax(dim=(1, 2, 3))
-    assert (differences > 0.05).all()
+    # Every variant is changed beyond 8-bit rounding. A clump blended (w in [0.5, 1]) with a cut
+    # from another image of the same grey noise can differ by only a few levels.
+    assert (differences > 4 / 255).all()
 
 
 class _Poisoned:
