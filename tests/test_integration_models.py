@@ -1,7 +1,8 @@
 """anomalib's model integration workflow, for each of this package's models.
 
 What anomalib's ``tests/integration/model/test_models.py`` does for its own models: default
-constructor arguments through ``get_model``, ``Engine(max_epochs=1, devices=1)``, a generated
+constructor arguments through ``get_model`` (Pdae's lighter, see ``EXTRA_ARGS``),
+``Engine(max_epochs=1, devices=1)``, a generated
 MVTec-layout dataset of 5 training images, then fit, and test, train, validate, predict and
 export to torch / ONNX / OpenVINO from the fit's checkpoint. The ``pre_trained=True`` defaults
 load random-initialised weights from a temporary local model-hub cache (offline), so the weights
@@ -26,6 +27,11 @@ from tests.hub_cache import add_random_weights, hub_ids
 pytestmark = pytest.mark.slow
 
 MODELS = ("Ldknn", "Pdae", "Reb", "Ulsad")
+# As anomalib's suite passes lighter arguments to its heaviest models "to keep integration tests
+# lightweight": Pdae's default DenseNet-201 + CaiT-XXS24 at 384 px costs about ten CPU-minutes
+# for this workflow on 2 cores, so here it runs on one CNN at 256 px. Its default networks are
+# offline loading is tested in tests/test_weights.py and the scoring in test_golden_pdae.py.
+EXTRA_ARGS = {"Pdae": {"backbones": [("resnet18.tv_in1k", ["layer1", "layer2"])], "image_size": (256, 256)}}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +52,7 @@ def offline_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A hub cache holding every default backbone, read offline (``HF_HUB_OFFLINE=1``)."""
     hub = tmp_path_factory.mktemp("hf_home") / "hub"
     for name in MODELS:
-        for hub_id in hub_ids(get_model(name, pre_trained=False)):
+        for hub_id in hub_ids(get_model(name, pre_trained=False, **EXTRA_ARGS.get(name, {}))):
             add_random_weights(hub, hub_id)
     with pytest.MonkeyPatch.context() as patch:
         # the hub client read its environment when imported: set its constants directly
@@ -61,7 +67,7 @@ def _objects(
     model_name: str, dataset_path: Path, project_path: Path
 ) -> tuple[AnomalibModule, MVTecAD, Engine]:
     """As anomalib's ``_get_objects``: default model, dummy MVTecAD (batch 2), one-epoch Engine."""
-    model = get_model(model_name)
+    model = get_model(model_name, **EXTRA_ARGS.get(model_name, {}))
     datamodule = MVTecAD(root=dataset_path, category="dummy", train_batch_size=2, num_workers=0)
     engine = Engine(logger=False, default_root_dir=project_path, max_epochs=1, devices=1)
     return model, datamodule, engine
