@@ -4,11 +4,13 @@ from .backbone import Backbone
 from .coreset import greedy_coreset
 from .embedding import PatchEmbedding, neighbourhood_pool, reb_embedding_dim
 from .multi_backbone import MultiBackbone
-from .search import faiss_knn, nearest_neighbours, squared_distances
+from .search import SEARCH_MODES, NeighbourSearch, faiss_knn, nearest_neighbours, squared_distances
 
 __all__ = [
+    "SEARCH_MODES",
     "Backbone",
     "MultiBackbone",
+    "NeighbourSearch",
     "PatchEmbedding",
     "faiss_knn",
     "greedy_coreset",

@@ -54,6 +54,11 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         map_score: what the pixel map shows: ``"score"`` (the scorer's patch scores, REB) or
             ``"distance"`` (the plain nearest-memory distance, PatchCore's map; the image score
             keeps the density correction). See ``benchmarks/results/localisation.md``.
+        search: nearest-neighbour search inside ``forward`` (and exported models): ``"exact"``
+            or ``"approximate"`` (candidates in a PCA space of the bank, exact re-rank; see
+            ``anomalib_pdae/models/ldknn/README.md`` and ``benchmarks/results/approximate_search.md``).
+        candidates: bank rows re-ranked per patch by the approximate search (>= k).
+        projection_dim: width of the approximate search's PCA space (<= embedding_dim).
 
     Example:
         >>> from anomalib.data import MVTecAD
@@ -80,6 +85,9 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         embedding_dim: int | None = None,
         aggregation: str = "reference",
         map_score: str = "score",
+        search: str = "exact",
+        candidates: int = 32,
+        projection_dim: int = 64,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -106,6 +114,9 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
             embedding_dim=embedding_dim,
             aggregation=aggregation,
             map_score=map_score,
+            search=search,
+            candidates=candidates,
+            projection_dim=projection_dim,
         )
         self.embeddings: list[torch.Tensor] = []
 

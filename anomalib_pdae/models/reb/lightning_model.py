@@ -68,6 +68,9 @@ class Reb(AnomalibModule):
         embedding_dim: D of the patch embedding; ``None`` = REB's for the backbone (see :class:`Ldknn`).
         aggregation: ``"reference"`` or ``"anomalib"``.
         map_score: ``"score"`` or ``"distance"`` (see :class:`Ldknn`).
+        search: ``"exact"`` or ``"approximate"`` neighbour search (see :class:`Ldknn`).
+        candidates: rows re-ranked per patch by the approximate search.
+        projection_dim: width of the approximate search's PCA space.
         num_updates: optimiser updates of the fine-tuning (0 skips it: plain LDKNN).
         images_per_update: synthetic images (7 per training image) per update.
         freeze_updates: updates during which only the MLP head learns.
@@ -116,6 +119,9 @@ class Reb(AnomalibModule):
         embedding_dim: int | None = None,
         aggregation: str = "reference",
         map_score: str = "score",
+        search: str = "exact",
+        candidates: int = 32,
+        projection_dim: int = 64,
         num_updates: int = 300,
         images_per_update: int = 1000,
         freeze_updates: int = 40,
@@ -170,6 +176,9 @@ class Reb(AnomalibModule):
             embedding_dim=embedding_dim,
             aggregation=aggregation,
             map_score=map_score,
+            search=search,
+            candidates=candidates,
+            projection_dim=projection_dim,
         )
         self.automatic_optimization = False
         self.num_updates = num_updates
