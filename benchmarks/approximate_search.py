@@ -17,7 +17,8 @@ against the masks resized to 256×256 (nearest), the same for both searches.
 
 Usage: ``python benchmarks/approximate_search.py [--data-root ../shared/data]
 [--weights-dir ../shared/weights] [--backbones mobilenetv2_100 tf_efficientnet_lite0]``
-Writes ``benchmarks/results/approximate_search.md`` and ``.json``.
+Writes ``benchmarks/results/approximate_search.md`` and ``.json``; backbones already in the json
+and not run again are kept, so the backbones may run in separate processes.
 """
 
 from __future__ import annotations
@@ -165,16 +166,20 @@ def _uptime() -> str:
     return os.popen("uptime").read().strip()
 
 
-def _write(results: dict, args: argparse.Namespace, started: str) -> None:
+def _write(results: dict, args: argparse.Namespace) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    stored = RESULTS.with_suffix(".json")
+    results = (json.loads(stored.read_text()) if stored.exists() else {}) | results
+    stored.write_text(json.dumps(results, indent=2))
     lines = [
         "# Approximate against exact neighbour search (LDKNN, KolektorSDD)",
         "",
         f"Command: `python benchmarks/approximate_search.py --min-recall {args.min_recall} "
-        f"--backbones {' '.join(args.backbones)}` (data and weights from the shared folder).",
+        f"--backbones {' '.join(results)}` (data and weights from the shared folder; each backbone "
+        "may run in its own process).",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads. Load at start: `{started}`.",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, shared with other jobs: each "
+        "row gives the load averages (`uptime`) right after its measurement.",
         "",
         "Setting: layers blocks.2 + blocks.4, 256×256, D = 512, K = 5, gamma = 1, 10% coreset. "
         "Times are medians over "
@@ -220,12 +225,15 @@ def main() -> None:
     parser.add_argument("--weights-dir", default=str(SHARED / "weights"))
     parser.add_argument("--backbones", nargs="+", default=list(WEIGHTS))
     parser.add_argument("--min-recall", type=float, default=0.95)
+    parser.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     args = parser.parse_args()
-    started = _uptime()
     results = {}
+    if args.render:
+        _write(results, args)
+        return
     for backbone in args.backbones:
         results[backbone] = _run_backbone(backbone, args)
-        _write(results, args, started)
+        _write(results, args)
 
 
 if __name__ == "__main__":
