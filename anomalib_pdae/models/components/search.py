@@ -95,8 +95,8 @@ class NeighbourSearch(DynamicBufferMixin, nn.Module):
     def __init__(
         self,
         mode: str = "exact",
-        candidates: int = 32,
-        projection_dim: int = 64,
+        candidates: int = 8,
+        projection_dim: int = 128,
         features: int | None = None,
         k: int = 1,
     ) -> None:

@@ -67,8 +67,8 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         blur_sigma: float = 4.0,
         map_score: str = "score",
         search: str = "exact",
-        candidates: int = 32,
-        projection_dim: int = 64,
+        candidates: int = 8,
+        projection_dim: int = 128,
     ) -> None:
         super().__init__()
         _check_choice("scorer", scorer, scorers.SCORERS)
