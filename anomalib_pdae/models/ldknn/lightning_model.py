@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from anomalib import LearningType
 from anomalib.data import Batch
+from anomalib.deploy import CompressionType
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule, MemoryBankMixin
 from anomalib.pre_processing import PreProcessor
@@ -17,6 +18,8 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torchvision.transforms.v2 import Resize
+
+from anomalib_pdae.models.components.compression import check_compression
 
 from .torch_model import CHUNK_IMAGES, LdknnModel
 
@@ -86,8 +89,8 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         aggregation: str = "reference",
         map_score: str = "score",
         search: str = "exact",
-        candidates: int = 32,
-        projection_dim: int = 64,
+        candidates: int = 8,
+        projection_dim: int = 128,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -165,6 +168,22 @@ class Ldknn(MemoryBankMixin, AnomalibModule):
         """Export to a pickled torch model; refuses an unfitted model (it would score nothing)."""
         self.model.check_fitted()
         return super().to_torch(export_root, model_file_name)
+
+    def to_openvino(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        compression_type: CompressionType | None = None,
+        **kwargs: Any,
+    ) -> Path:
+        """Export to OpenVINO; refuses an unfitted model and the compression types LDKNN does not support.
+
+        Both are refused before anything is written to ``export_root``.
+        """
+        self.model.check_fitted()
+        check_compression("Ldknn", compression_type)
+        return super().to_openvino(export_root, model_file_name, input_size, compression_type, **kwargs)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score a batch, a few images at a time: image scores and anomaly maps."""
