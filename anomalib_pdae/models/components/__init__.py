@@ -4,12 +4,14 @@ from .backbone import Backbone
 from .coreset import greedy_coreset
 from .embedding import PatchEmbedding, neighbourhood_pool, reb_embedding_dim
 from .multi_backbone import MultiBackbone
-from .search import faiss_knn, nearest_neighbours, squared_distances
+from .search import SEARCH_MODES, NeighbourSearch, faiss_knn, nearest_neighbours, squared_distances
 from .weights import WeightsError, create_timm_model
 
 __all__ = [
+    "SEARCH_MODES",
     "Backbone",
     "MultiBackbone",
+    "NeighbourSearch",
     "PatchEmbedding",
     "WeightsError",
     "create_timm_model",

@@ -1,11 +1,22 @@
-"""Nearest-neighbour search: export-safe torch inside ``forward``, faiss at fit time."""
+"""Nearest-neighbour search: export-safe torch inside ``forward``, faiss at fit time.
+
+``forward`` searches either exactly (:func:`nearest_neighbours`) or approximately
+(:class:`NeighbourSearch` with ``mode="approximate"``): candidates by the same chunked matmul in
+a PCA space learned from the bank at fit time, then an exact re-rank of the candidates in full
+dimension. Both are plain matmul, top-k and gather, so they export (ONNX, OpenVINO) with a
+dynamic batch.
+"""
 
 from __future__ import annotations
 
 import faiss
 import numpy as np
 import torch
+from anomalib.models.components import DynamicBufferMixin
+from torch import nn
 from tqdm.auto import tqdm
+
+SEARCH_MODES = ("exact", "approximate")
 
 # Bank rows compared at once inside forward: bounds the (queries × rows) block, the only large
 # temporary (a batch of 32 images at 32×32 patches: 268 MB).
@@ -54,6 +65,106 @@ def nearest_neighbours(
             indices = indices.gather(1, order)
         best_distances, best_indices = distances, indices
     return (best_distances + squared_norms(queries)[:, None]).clamp_min(0), best_indices
+
+
+class NeighbourSearch(DynamicBufferMixin, nn.Module):
+    """The ``k`` nearest bank rows of queries, exact or approximate; called as ``search(queries, bank, k)``.
+
+    Approximate: the bank is projected once at :meth:`fit` onto its ``projection_dim`` principal
+    axes (buffers ``projection`` and ``projected_bank``); a query's ``candidates`` nearest
+    projected rows are re-ranked by their exact full-dimension distance. Distances are exact
+    for the rows returned; a true neighbour is missed only when the projection ranks it below
+    ``candidates`` others.
+
+    Args:
+        mode: ``"exact"`` or ``"approximate"``.
+        candidates: rows re-ranked per query (approximate only); at least ``k``.
+        projection_dim: width of the reduced space (approximate only).
+        features: width of the rows searched, when known before fitting (checks ``projection_dim``).
+        k: neighbours the caller asks for (checks ``candidates``).
+
+    Example:
+        >>> search = NeighbourSearch("approximate", candidates=2, projection_dim=1)
+        >>> bank = torch.tensor([[0.0, 0.0], [3.0, 4.0], [3.0, 0.0]])
+        >>> search.fit(bank)
+        >>> distances, indices = search(torch.tensor([[3.0, 3.0]]), bank, k=1)
+        >>> round(distances.item(), 4), indices.tolist()
+        (1.0, [[1]])
+    """
+
+    def __init__(
+        self,
+        mode: str = "exact",
+        candidates: int = 8,
+        projection_dim: int = 128,
+        features: int | None = None,
+        k: int = 1,
+    ) -> None:
+        super().__init__()
+        if mode not in SEARCH_MODES:
+            msg = f"search must be one of {', '.join(map(repr, SEARCH_MODES))}; got {mode!r}."
+            raise ValueError(msg)
+        if not isinstance(candidates, int) or candidates < 1:
+            msg = f"candidates (rows re-ranked per query) must be an integer >= 1, got {candidates!r}."
+            raise ValueError(msg)
+        if not isinstance(projection_dim, int) or projection_dim < 1:
+            msg = f"projection_dim must be an integer >= 1, got {projection_dim!r}."
+            raise ValueError(msg)
+        if mode == "approximate" and candidates < k:
+            msg = f"candidates={candidates} must be >= k={k}: the re-rank picks the k nearest among them."
+            raise ValueError(msg)
+        if mode == "approximate" and features is not None:
+            self.check_width(features, projection_dim)
+        self.mode = mode
+        self.candidates = candidates
+        self.projection_dim = projection_dim
+        self.register_buffer("projection", torch.empty(0))
+        self.register_buffer("projected_bank", torch.empty(0))
+
+    @staticmethod
+    def check_width(features: int, projection_dim: int) -> None:
+        """Refuse a projection wider than the features it reduces."""
+        if projection_dim > features:
+            msg = f"projection_dim={projection_dim} is wider than the features it reduces ({features})."
+            raise ValueError(msg)
+
+    def check_bank_size(self, rows: int) -> None:
+        """Refuse more candidates than bank rows (approximate only)."""
+        if self.mode == "approximate" and self.candidates > rows:
+            msg = (
+                f"candidates={self.candidates} exceeds the memory bank ({rows} rows): "
+                "use fewer candidates or a larger bank."
+            )
+            raise ValueError(msg)
+
+    def fit(self, bank: torch.Tensor) -> None:
+        """Learn the projection (principal axes of the bank) and project the bank once."""
+        if self.mode == "exact":
+            return
+        self.check_bank_size(len(bank))
+        self.check_width(bank.shape[1], self.projection_dim)
+        self.projection = principal_axes(bank, self.projection_dim)
+        self.projected_bank = (bank @ self.projection).contiguous()
+
+    def forward(
+        self, queries: torch.Tensor, bank: torch.Tensor, k: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared distances and indices ``(N, k)`` of the ``k`` nearest bank rows, ascending."""
+        if self.mode == "exact":
+            return nearest_neighbours(queries, bank, k=k)
+        _, candidates = nearest_neighbours(queries @ self.projection, self.projected_bank, k=self.candidates)
+        rows = bank[candidates]  # (N, C, D)
+        products = torch.bmm(rows, queries.unsqueeze(2)).squeeze(2)
+        distances = squared_norms(bank)[candidates] - 2 * products + squared_norms(queries)[:, None]
+        distances, order = distances.topk(k, dim=1, largest=False)
+        return distances.clamp_min(0), candidates.gather(1, order)
+
+
+def principal_axes(rows: torch.Tensor, width: int) -> torch.Tensor:
+    """The ``width`` leading principal axes ``(D, width)`` of ``rows`` (covariance in float64)."""
+    centred = rows.double() - rows.double().mean(0)
+    _, vectors = torch.linalg.eigh(centred.T @ centred)  # eigenvalues ascending
+    return vectors[:, -width:].flip(1).to(rows.dtype).contiguous()
 
 
 def faiss_knn(

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from anomalib import LearningType
 from anomalib.data import Batch
+from anomalib.deploy import CompressionType
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule, MemoryBankMixin
 from anomalib.pre_processing import PreProcessor
@@ -18,6 +19,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torchvision.transforms.v2 import Resize
 
+from anomalib_pdae.models.components.compression import check_compression
 from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
 from anomalib_pdae.models.components.guards import CheckpointGuard, check_datamodule
 
@@ -57,6 +59,11 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, MemoryBankMixin, AnomalibModul
         map_score: what the pixel map shows: ``"score"`` (the scorer's patch scores, REB) or
             ``"distance"`` (the plain nearest-memory distance, PatchCore's map; the image score
             keeps the density correction). See ``benchmarks/results/localisation.md``.
+        search: nearest-neighbour search inside ``forward`` (and exported models): ``"exact"``
+            or ``"approximate"`` (candidates in a PCA space of the bank, exact re-rank; see
+            ``anomalib_pdae/models/ldknn/README.md`` and ``benchmarks/results/approximate_search.md``).
+        candidates: bank rows re-ranked per patch by the approximate search (>= k).
+        projection_dim: width of the approximate search's PCA space (<= embedding_dim).
 
     Example:
         >>> from anomalib.data import MVTecAD
@@ -83,6 +90,9 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, MemoryBankMixin, AnomalibModul
         embedding_dim: int | None = None,
         aggregation: str = "reference",
         map_score: str = "score",
+        search: str = "exact",
+        candidates: int = 8,
+        projection_dim: int = 128,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -109,6 +119,9 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, MemoryBankMixin, AnomalibModul
             embedding_dim=embedding_dim,
             aggregation=aggregation,
             map_score=map_score,
+            search=search,
+            candidates=candidates,
+            projection_dim=projection_dim,
         )
         self.embeddings: list[torch.Tensor] = []
 
@@ -146,6 +159,22 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, MemoryBankMixin, AnomalibModul
         """Export to a pickled torch model; refuses an unfitted model (it would score nothing)."""
         self.model.check_fitted()
         return super().to_torch(export_root, model_file_name)
+
+    def to_openvino(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        compression_type: CompressionType | None = None,
+        **kwargs: Any,
+    ) -> Path:
+        """Export to OpenVINO; refuses an unfitted model and the compression types LDKNN does not support.
+
+        Both are refused before anything is written to ``export_root``.
+        """
+        self.model.check_fitted()
+        check_compression("Ldknn", compression_type)
+        return super().to_openvino(export_root, model_file_name, input_size, compression_type, **kwargs)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score a batch, a few images at a time: image scores and anomaly maps."""

@@ -11,6 +11,8 @@ or plain L2 with ``distance="euclidean"`` (PatchCore's).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -23,6 +25,8 @@ DENSITY_MODES = ("subtract", "ratio")
 DISTANCES = ("squared", "euclidean")
 # Guards the ratio forms against a zero density (duplicated memory points).
 EPSILON = 1e-12
+# ``search(queries, memory, k) -> (squared distances, indices)``, e.g. a NeighbourSearch module.
+Search = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
 def fit_statistics(
@@ -70,6 +74,7 @@ def score(
     ld_coefficient: float = 1.0,
     density_mode: str = "subtract",
     distance: str = "squared",
+    search: Search = nearest_neighbours,
 ) -> torch.Tensor:
     """Score of every query row ``(N,)``; higher is more anomalous.
 
@@ -80,9 +85,9 @@ def score(
     if scorer == "ldof_reb":
         scorer, distance = "ldof", "euclidean"
     if scorer == "ldknn":
-        nearest, index = nearest_memory(queries, memory, distance)
+        nearest, index = nearest_memory(queries, memory, distance, search)
         return density_corrected(nearest, statistics["local_density"][index], ld_coefficient, density_mode)
-    distances, indices = nearest_neighbours(queries, memory, k=k)
+    distances, indices = search(queries, memory, k=k)
     distances = _metric(distances, distance)
     if scorer == "knn":
         return distances.mean(1)
@@ -112,13 +117,16 @@ def _lof(
 
 
 def nearest_memory(
-    queries: torch.Tensor, memory: torch.Tensor, distance: str = "squared"
+    queries: torch.Tensor,
+    memory: torch.Tensor,
+    distance: str = "squared",
+    search: Search = nearest_neighbours,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Distance ``(N,)`` of every query to its nearest memory point, and that point's row ``(N,)``.
 
     The distance alone is PatchCore's patch score.
     """
-    nearest, index = nearest_neighbours(queries, memory, k=1)
+    nearest, index = search(queries, memory, k=1)
     return _metric(nearest[:, 0], distance), index[:, 0]
 
 

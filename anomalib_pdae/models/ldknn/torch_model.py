@@ -11,7 +11,13 @@ from anomalib.data import InferenceBatch
 from anomalib.models.components import DynamicBufferMixin
 from torch import nn
 
-from anomalib_pdae.models.components import Backbone, PatchEmbedding, greedy_coreset, reb_embedding_dim
+from anomalib_pdae.models.components import (
+    Backbone,
+    NeighbourSearch,
+    PatchEmbedding,
+    greedy_coreset,
+    reb_embedding_dim,
+)
 
 from . import scorers
 from .anomaly_map import AnomalyMap
@@ -60,6 +66,9 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         aggregation: str = "reference",
         blur_sigma: float = 4.0,
         map_score: str = "score",
+        search: str = "exact",
+        candidates: int = 8,
+        projection_dim: int = 128,
     ) -> None:
         super().__init__()
         _check_choice("scorer", scorer, scorers.SCORERS)
@@ -92,6 +101,8 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
             embedding_dim = reb_embedding_dim(backbone)
         self.embedding = PatchEmbedding(embedding_dim=embedding_dim, aggregation=aggregation)
         self.anomaly_map = AnomalyMap(sigma=blur_sigma)
+        features = embedding_dim if aggregation == "reference" else None
+        self.search = NeighbourSearch(search, candidates, projection_dim, features=features, k=k)
         for name in BANK_BUFFERS:
             self.register_buffer(name, torch.empty(0))
 
@@ -120,7 +131,7 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         queries = _rows(embedding)
         shape = (batch, 1, height, width)
         if self.scorer == "ldknn":  # one search serves both the corrected score and the distance
-            nearest, index = scorers.nearest_memory(queries, self.memory_bank, self.distance)
+            nearest, index = scorers.nearest_memory(queries, self.memory_bank, self.distance, self.search)
             density = self.local_density[index]
             corrected = scorers.density_corrected(nearest, density, self.ld_coefficient, self.density_mode)
             pixel = nearest if self.map_score == "distance" else corrected
@@ -135,10 +146,11 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
             ld_coefficient=self.ld_coefficient,
             density_mode=self.density_mode,
             distance=self.distance,
+            search=self.search,
         ).reshape(shape)
         if self.map_score == "score":
             return patch_scores, patch_scores
-        nearest = scorers.nearest_memory(queries, self.memory_bank, self.distance)[0]
+        nearest = scorers.nearest_memory(queries, self.memory_bank, self.distance, self.search)[0]
         return patch_scores, nearest.reshape(shape)
 
     def image_scores(self, patch_scores: torch.Tensor) -> torch.Tensor:
@@ -173,6 +185,7 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
                 f"coreset): use more training images, a larger coreset_ratio or a smaller k."
             )
             raise ValueError(msg)
+        self.search.check_bank_size(bank_size)
         memory = embeddings
         if self.coreset_ratio < 1:
             memory = embeddings[
@@ -182,6 +195,7 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
             self.scorer, memory, embeddings, self.k, self.distance, progress=progress
         )
         self.memory_bank = memory.contiguous()
+        self.search.fit(self.memory_bank)
         for name in BANK_BUFFERS[1:]:
             setattr(self, name, tables.get(name, torch.empty(0)).to(memory.device))
 

@@ -77,6 +77,9 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         embedding_dim: D of the patch embedding; ``None`` = REB's for the backbone (see :class:`Ldknn`).
         aggregation: ``"reference"`` or ``"anomalib"``.
         map_score: ``"score"`` or ``"distance"`` (see :class:`Ldknn`).
+        search: ``"exact"`` or ``"approximate"`` neighbour search (see :class:`Ldknn`).
+        candidates: rows re-ranked per patch by the approximate search.
+        projection_dim: width of the approximate search's PCA space.
         num_updates: optimiser updates of the fine-tuning (0 skips it: plain LDKNN).
         images_per_update: synthetic images (7 per training image) per update.
         freeze_updates: updates during which only the MLP head learns.
@@ -125,6 +128,9 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         embedding_dim: int | None = None,
         aggregation: str = "reference",
         map_score: str = "score",
+        search: str = "exact",
+        candidates: int = 8,
+        projection_dim: int = 128,
         num_updates: int = 300,
         images_per_update: int = 1000,
         freeze_updates: int = 40,
@@ -179,6 +185,9 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
             embedding_dim=embedding_dim,
             aggregation=aggregation,
             map_score=map_score,
+            search=search,
+            candidates=candidates,
+            projection_dim=projection_dim,
         )
         self.automatic_optimization = False
         self.num_updates = num_updates

@@ -1,0 +1,240 @@
+"""LDKNN's approximate neighbour search against the exact one, on one fitted bank per backbone.
+
+Per backbone (mobilenetv2_100 and tf_efficientnet_lite0, real ImageNet weights, ``blocks.2`` +
+``blocks.4``, 256×256, D = 512, K = 5, 10% coreset), in one process:
+
+1. Fit LDKNN once on the KolektorSDD training images (exact bank, local densities).
+2. Choose the approximate parameters on the training data only: for a grid of
+   (``projection_dim``, ``candidates``), recall of the exact 1-NN and search time on a sample of
+   training patches. The chosen setting is the fastest whose recall is >= ``--min-recall``.
+3. Score the test split with the exact search and with the chosen approximate search (and with
+   the package's default setting if it differs): image and pixel AUROC, scoring time per image
+   (patch scores + image score + map, embeddings given) and full ``forward`` time per image at
+   batch 1, medians over the timed images, ratio exact / approximate from the same process.
+
+The machine load (``uptime``) is recorded with the numbers. Pixel AUROC is on the 256×256 maps
+against the masks resized to 256×256 (nearest), the same for both searches.
+
+Usage: ``python benchmarks/approximate_search.py [--data-root ../shared/data]
+[--weights-dir ../shared/weights] [--backbones mobilenetv2_100 tf_efficientnet_lite0]``
+Writes ``benchmarks/results/approximate_search.md`` and ``.json``; backbones already in the json
+and not run again are kept, so the backbones may run in separate processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torchvision.transforms.v2.functional import resize
+
+from anomalib_pdae.models.components import NeighbourSearch, nearest_neighbours
+from anomalib_pdae.models.ldknn import LdknnModel
+from benchmarks.metrics import auroc
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+RESULTS = Path(__file__).resolve().parent / "results" / "approximate_search"
+WEIGHTS = {
+    "mobilenetv2_100": "mobilenetv2_100.tv_in1k.safetensors",
+    "tf_efficientnet_lite0": "tf_efficientnet_lite0.in1k.safetensors",
+}
+LAYERS = ("blocks.2", "blocks.4")
+SIZE = 256
+SETTINGS = {"k": 5, "ld_coefficient": 1.0, "embedding_dim": 512, "coreset_ratio": 0.1}
+GRID = {"projection_dim": (32, 64, 128), "candidates": (8, 16, 32, 64)}
+SAMPLE_PATCHES = 8192
+TIMED_IMAGES = 12
+BATCH = 8
+
+
+def _images(data_root: str, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images resized to 256×256, image labels and 256×256 masks of one split."""
+    from anomalib.data import MVTecAD
+
+    datamodule = MVTecAD(root=data_root, category="kolektorsdd", eval_batch_size=BATCH, num_workers=0)
+    datamodule.setup()
+    dataset = datamodule.train_data if split == "train" else datamodule.test_data
+    images, labels, masks = [], [], []
+    for item in dataset:
+        images.append(resize(item.image, [SIZE, SIZE], antialias=True))
+        labels.append(int(item.gt_label))
+        mask = item.gt_mask if item.gt_mask is not None else torch.zeros(item.image.shape[-2:])
+        masks.append(resize(mask[None].float(), [SIZE, SIZE], interpolation=0)[0])
+    return torch.stack(images), torch.tensor(labels), torch.stack(masks)
+
+
+def _seconds(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def _grid(model: LdknnModel, patches: torch.Tensor) -> list[dict]:
+    """Recall of the exact 1-NN and search time per setting, on training patches."""
+    bank = model.memory_bank
+    exact_seconds = _seconds(lambda: nearest_neighbours(patches, bank, k=1))
+    exact_index = nearest_neighbours(patches, bank, k=1)[1][:, 0]
+    rows = []
+    for projection_dim in GRID["projection_dim"]:
+        for candidates in GRID["candidates"]:
+            search = NeighbourSearch("approximate", candidates, projection_dim)
+            search.fit(bank)
+            seconds = _seconds(lambda search=search: search(patches, bank, k=1))
+            index = search(patches, bank, k=1)[1][:, 0]
+            rows.append(
+                {
+                    "projection_dim": projection_dim,
+                    "candidates": candidates,
+                    "recall": (index == exact_index).float().mean().item(),
+                    "speed_up": exact_seconds / seconds,
+                }
+            )
+    return rows
+
+
+def _score(model: LdknnModel, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    image_scores, maps = [], []
+    for part in embeddings.split(BATCH):
+        image_patches, map_patches = model.patch_scores(part)
+        image_scores.append(model.image_scores(image_patches))
+        maps.append(model.anomaly_map(map_patches, (SIZE, SIZE)))
+    return torch.cat(image_scores), torch.cat(maps)
+
+
+def _median_ms(function, items: torch.Tensor) -> float:
+    function(items[:1])  # warm-up
+    return 1000 * statistics.median(_seconds(lambda item=item: function(item[None])) for item in items)
+
+
+def _evaluate(model: LdknnModel, test: tuple, embeddings: torch.Tensor) -> dict:
+    images, labels, masks = test
+    scores, maps = _score(model, embeddings)
+    timed = embeddings[:TIMED_IMAGES]
+    return {
+        "image_auroc": auroc(scores, labels),
+        "pixel_auroc": auroc(maps, masks > 0.5),
+        "scoring_ms": _median_ms(lambda e: _score(model, e), timed),
+        "forward_ms": _median_ms(model, images[:TIMED_IMAGES]),
+    }
+
+
+def _run_backbone(backbone: str, args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    model = LdknnModel(
+        backbone=backbone, layers=LAYERS, weights=Path(args.weights_dir) / WEIGHTS[backbone], **SETTINGS
+    )
+    train = _images(args.data_root, "train")[0]
+    model.train()
+    with torch.no_grad():
+        embeddings = torch.cat([model(part) for part in train.split(BATCH)])
+    start = time.perf_counter()
+    model.fit(embeddings, progress=False)
+    fit_seconds = time.perf_counter() - start
+    model.eval()
+    sample = embeddings[torch.randperm(len(embeddings))[:SAMPLE_PATCHES]]
+    del embeddings
+    with torch.no_grad():
+        grid = _grid(model, sample)
+        good = [row for row in grid if row["recall"] >= args.min_recall] or grid
+        chosen = max(good, key=lambda row: row["speed_up"])
+        test = _images(args.data_root, "test")
+        test_embeddings = torch.cat([model.embed(part) for part in test[0].split(BATCH)])
+        default = NeighbourSearch("approximate")
+        settings = {"exact": NeighbourSearch("exact")}
+        settings[f"approximate d={chosen['projection_dim']} c={chosen['candidates']} (chosen)"] = (
+            NeighbourSearch("approximate", chosen["candidates"], chosen["projection_dim"])
+        )
+        if (default.projection_dim, default.candidates) != (chosen["projection_dim"], chosen["candidates"]):
+            settings[f"approximate d={default.projection_dim} c={default.candidates} (default)"] = default
+        rows = {}
+        for name, search in settings.items():
+            search.fit(model.memory_bank)
+            model.search = search
+            rows[name] = _evaluate(model, test, test_embeddings) | {"uptime": _uptime()}
+            print(backbone, name, rows[name], flush=True)
+    return {"bank": list(model.memory_bank.shape), "fit_seconds": fit_seconds, "grid": grid, "rows": rows}
+
+
+def _uptime() -> str:
+    return os.popen("uptime").read().strip()
+
+
+def _write(results: dict, args: argparse.Namespace) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    stored = RESULTS.with_suffix(".json")
+    results = (json.loads(stored.read_text()) if stored.exists() else {}) | results
+    stored.write_text(json.dumps(results, indent=2))
+    lines = [
+        "# Approximate against exact neighbour search (LDKNN, KolektorSDD)",
+        "",
+        f"Command: `python benchmarks/approximate_search.py --min-recall {args.min_recall} "
+        f"--backbones {' '.join(results)}` (data and weights from the shared folder; each backbone "
+        "may run in its own process).",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, shared with other jobs: each "
+        "row gives the load averages (`uptime`) right after its measurement.",
+        "",
+        "Setting: layers blocks.2 + blocks.4, 256×256, D = 512, K = 5, gamma = 1, 10% coreset. "
+        "Times are medians over "
+        f"{TIMED_IMAGES} test images at batch 1 after one warm-up; scoring = patch scores + image "
+        "score + anomaly map from given embeddings; forward = the whole model. Speed-up = exact / "
+        "approximate in the same process.",
+    ]
+    for backbone, result in results.items():
+        exact = result["rows"]["exact"]
+        lines += [
+            "",
+            f"## {backbone} (bank {result['bank'][0]} × {result['bank'][1]}, "
+            f"fit {result['fit_seconds']:.0f} s)",
+            "",
+            "| search | image AUROC | pixel AUROC | scoring ms | scoring speed-up | forward ms "
+            "| forward speed-up | load (uptime) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, row in result["rows"].items():
+            lines.append(
+                f"| {name} | {row['image_auroc']:.2f} | {row['pixel_auroc']:.2f} | {row['scoring_ms']:.1f} "
+                f"| {exact['scoring_ms'] / row['scoring_ms']:.2f}× | {row['forward_ms']:.1f} "
+                f"| {exact['forward_ms'] / row['forward_ms']:.2f}× | {row['uptime'].split('load')[-1]} |"
+            )
+        lines += [
+            "",
+            f"Parameter grid on {SAMPLE_PATCHES} training patches (recall of the exact 1-NN; search "
+            "speed-up over exact on the same patches):",
+            "",
+            "| projection_dim | candidates | recall | search speed-up |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['projection_dim']} | {r['candidates']} | {r['recall']:.4f} | {r['speed_up']:.2f}× |"
+            for r in result["grid"]
+        ]
+    RESULTS.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=str(SHARED / "data"))
+    parser.add_argument("--weights-dir", default=str(SHARED / "weights"))
+    parser.add_argument("--backbones", nargs="+", default=list(WEIGHTS))
+    parser.add_argument("--min-recall", type=float, default=0.95)
+    parser.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
+    args = parser.parse_args()
+    results = {}
+    if args.render:
+        _write(results, args)
+        return
+    for backbone in args.backbones:
+        results[backbone] = _run_backbone(backbone, args)
+        _write(results, args)
+
+
+if __name__ == "__main__":
+    main()
