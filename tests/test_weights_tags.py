@@ -159,7 +159,8 @@ def test_pdae_reads_the_native_width_of_the_training_images(tmp_path: Path) -> N
         hidden_widths=[32],
         cutpaste=True,
     )
-    model._trainer = SimpleNamespace(datamodule=SimpleNamespace(train_data=SimpleNamespace(samples=samples)))
+    train_data = type("Split", (), {"samples": samples, "__len__": lambda _: len(samples)})()
+    model._trainer = SimpleNamespace(datamodule=SimpleNamespace(train_data=train_data))
     model.setup("fit")
     assert model.cutpaste.native_width == 1600
 
