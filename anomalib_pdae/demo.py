@@ -144,7 +144,9 @@ def _small_copy(panel: Path, target: Path) -> None:
 def _score_with_export(model_path: Path, category: Path) -> None:
     from anomalib.deploy import OpenVINOInferencer
 
-    inferencer = OpenVINOInferencer(path=model_path, device="CPU")
+    from anomalib_pdae.deploy import EXACT_CPU_CONFIG
+
+    inferencer = OpenVINOInferencer(path=model_path, device="CPU", config=EXACT_CPU_CONFIG)
     defects = sorted(p for p in (category / "test").iterdir() if p.is_dir() and p.name != "good")
     images = [sorted(d.iterdir())[0] for d in defects] + sorted((category / "test" / "good").iterdir())
     for path in images[:EXPORT_SCORED]:

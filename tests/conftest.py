@@ -6,8 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from anomalib_pdae.data.synthetic import make_synthetic_dataset
+
+# With one pytest-xdist worker per core, each worker computes on its own share of the cores:
+# two workers each starting a thread per core would slow both down.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 REPO = Path(__file__).resolve().parents[1]
 # Real data and offline weights live outside the repository (never copied in); override the

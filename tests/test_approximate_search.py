@@ -14,6 +14,7 @@ from test_ldknn_engine import _assert_scores_match, _datamodule, _engine, _model
 from anomalib_pdae import Ldknn, Reb
 from anomalib_pdae.models.components import NeighbourSearch, nearest_neighbours
 from anomalib_pdae.models.ldknn import LdknnModel
+from tests.openvino_outputs import run_exported
 
 __all__ = ["test_images"]  # the fixture, shared with the exact search's tests
 
@@ -103,18 +104,11 @@ def openvino_model(both: dict, tmp_path_factory: pytest.TempPathFactory) -> Path
 def test_openvino_export_matches_torch(
     both: dict, openvino_model: Path, test_images: torch.Tensor, batch: int
 ) -> None:
-    import openvino
-
     assert openvino_model.suffix == ".xml"
-    compiled = openvino.Core().compile_model(str(openvino_model), "CPU")
     images = test_images[:batch]
     with torch.no_grad():
         expected = both["approximate"]["model"](images)
-    outputs = compiled(images.numpy())
-    got = {
-        name: next(v for k, v in outputs.items() if name in k.get_names())
-        for name in ("pred_score", "anomaly_map")
-    }
+    got = run_exported(openvino_model, images)
     _assert_scores_match(got, expected, batch)
     assert len(set(expected.pred_score.tolist())) == batch
 

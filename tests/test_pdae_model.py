@@ -13,6 +13,7 @@ from anomalib.engine import Engine
 from lightning.pytorch import Callback, seed_everything
 
 from anomalib_pdae.models.pdae import Pdae
+from tests.openvino_outputs import run_exported
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -98,18 +99,16 @@ def test_checkpoint_round_trip(trained, tmp_path: Path):
 
 
 def test_openvino_export_dynamic_batch_parity(trained, tmp_path: Path):
-    import openvino as ov
 
     _, model, _, _ = trained
     model.eval()
     path = model.to_openvino(export_root=tmp_path, input_size=(96, 96))
-    compiled = ov.Core().compile_model(str(path), "CPU")
     generator = torch.Generator().manual_seed(1)
     for batch in (1, 3):
         images = torch.rand(batch, 3, 96, 96, generator=generator)
         with torch.no_grad():
             expected = model(images)
-        outputs = compiled(images.numpy())
+        outputs = run_exported(path, images)
         np.testing.assert_allclose(outputs["pred_score"], expected.pred_score.numpy(), rtol=1e-4)
         np.testing.assert_allclose(
             outputs["anomaly_map"],

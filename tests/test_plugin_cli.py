@@ -20,6 +20,7 @@ from PIL import Image
 
 from anomalib_pdae import Ldknn
 from anomalib_pdae.data.synthetic import make_synthetic_dataset
+from anomalib_pdae.deploy import EXACT_CPU_CONFIG
 
 ANOMALIB = str(Path(sys.executable).with_name("anomalib"))
 SIZE = 64
@@ -102,7 +103,7 @@ def test_cli_export_openvino_matches_the_checkpoint(
     assert "Traceback" not in printed and "Replaced initializer" not in printed, printed[-3000:]
     (xml,) = tmp_path.rglob("model.xml")
     model = Ldknn.load_from_checkpoint(cli_checkpoint).eval()
-    inferencer = OpenVINOInferencer(xml, device="CPU")
+    inferencer = OpenVINOInferencer(xml, device="CPU", config=EXACT_CPU_CONFIG)
     paths = sorted((synthetic_root / "synthetic" / "test").rglob("00[01].png"))[:3]
     images = torch.stack([read_image(path, as_tensor=True) for path in paths])
     for batch in (1, 3):  # a dynamic batch

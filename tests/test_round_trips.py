@@ -17,6 +17,7 @@ from anomalib.deploy import ExportType, OpenVINOInferencer
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
+from anomalib_pdae.deploy import EXACT_CPU_CONFIG
 from tests.small_models import MODELS, small_model
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ import importlib.util, json, sys
 sys.path.append(sys.argv[1])
 assert importlib.util.find_spec("anomalib_pdae") is None, "anomalib_pdae is importable"
 from anomalib.deploy import OpenVINOInferencer
-inferencer = OpenVINOInferencer(sys.argv[2], device="CPU")
+inferencer = OpenVINOInferencer(sys.argv[2], device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"})
 scores = [float(inferencer.predict(path).pred_score.reshape(-1)[0]) for path in sys.argv[3:]]
 assert not any(name.startswith("anomalib_pdae") for name in sys.modules)
 print(json.dumps(scores))
@@ -83,7 +84,7 @@ def test_openvino_matches_torch_with_a_dynamic_batch(
 ) -> None:
     """Normalised scores and maps lie in [0, 1]: within 1e-4 of that range, for batches of 1 and 3."""
     monkeypatch.chdir(tmp_path)  # OpenVINOInferencer writes its cache to ./openvino_cache
-    inferencer = OpenVINOInferencer(exported, device="CPU")
+    inferencer = OpenVINOInferencer(exported, device="CPU", config=EXACT_CPU_CONFIG)
     images = _images(fitted["paths"])
     for batch in (1, 3):
         expected = _predict(fitted["model"], images[:batch])
