@@ -4,8 +4,9 @@ anomalib 2.7 resolves ``--model Name``, ``get_model("name")`` and the benchmark 
 classes that are attributes of ``anomalib.models`` (or already imported subclasses). The start-up
 file ``anomalib_pdae.pth`` calls :func:`install`, which waits for ``anomalib.models`` to be
 imported and then adds every model declared in the ``anomalib.models`` entry-point group, ours
-and any other package's. Until anomalib itself is imported nothing heavy is loaded, so a Python
-process that never touches anomalib does not pay for torch.
+and any other package's. It also waits for anomalib's CLI module, whose parsers then report a bad
+``weights`` file in one line (:mod:`anomalib_pdae.cli`). Until anomalib itself is imported nothing
+heavy is loaded, so a Python process that never touches anomalib does not pay for torch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import warnings
 from types import ModuleType
 
 ENTRY_POINT_GROUP = "anomalib.models"
-_TARGET = "anomalib.models"
+_MODELS = "anomalib.models"
+_CLI = "anomalib.cli.cli"
 
 
 def register_models(models_module: ModuleType) -> list[str]:
@@ -55,8 +57,25 @@ def _add(models_module: ModuleType, name: str, model_class: type) -> None:
         public.append(name)
 
 
-class _RegisteringLoader(importlib.abc.Loader):
-    """Runs the real loader of ``anomalib.models``, then registers the plugin models in it."""
+def _after_import(module: ModuleType) -> None:
+    """Extend a just-imported anomalib module: models into ``anomalib.models``, error reports into the CLI."""
+    if module.__name__ == _MODELS:
+        register_models(module)
+    elif module.__name__ == _CLI:
+        try:
+            from anomalib_pdae.cli import report_weights_errors
+
+            report_weights_errors(module.AnomalibCLI)
+        except Exception as error:  # as for the models: never break anomalib's CLI
+            warnings.warn(
+                f"anomalib's CLI will print bad weights files as tracebacks: {type(error).__name__}: {error}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+class _ExtendingLoader(importlib.abc.Loader):
+    """Runs the real loader of an anomalib module, then extends the module."""
 
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self._loader = loader
@@ -66,17 +85,17 @@ class _RegisteringLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
-        register_models(module)
+        _after_import(module)
 
     def __getattr__(self, name: str):
         return getattr(self._loader, name)
 
 
-class _AnomalibModelsFinder(importlib.abc.MetaPathFinder):
-    """Finds ``anomalib.models`` the usual way and hands back a spec with a registering loader."""
+class _AnomalibFinder(importlib.abc.MetaPathFinder):
+    """Finds ``anomalib.models`` and anomalib's CLI the usual way, hands back specs with extending loaders."""
 
     def find_spec(self, fullname: str, path, target=None):
-        if fullname != _TARGET:
+        if fullname not in {_MODELS, _CLI}:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -84,15 +103,16 @@ class _AnomalibModelsFinder(importlib.abc.MetaPathFinder):
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None:
-                    spec.loader = _RegisteringLoader(spec.loader)
+                    spec.loader = _ExtendingLoader(spec.loader)
                 return spec
         return None
 
 
 def install() -> None:
-    """Make anomalib find the plugin models; safe to call any number of times."""
-    if any(isinstance(finder, _AnomalibModelsFinder) for finder in sys.meta_path):
+    """Make anomalib find the plugin models and its CLI report bad weights; safe to call repeatedly."""
+    if any(isinstance(finder, _AnomalibFinder) for finder in sys.meta_path):
         return
-    if _TARGET in sys.modules:
-        register_models(sys.modules[_TARGET])
-    sys.meta_path.insert(0, _AnomalibModelsFinder())
+    for name in (_MODELS, _CLI):
+        if name in sys.modules:
+            _after_import(sys.modules[name])
+    sys.meta_path.insert(0, _AnomalibFinder())

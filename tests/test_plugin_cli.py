@@ -23,6 +23,7 @@ from anomalib_pdae.data.synthetic import make_synthetic_dataset
 from anomalib_pdae.deploy import EXACT_CPU_CONFIG
 
 ANOMALIB = str(Path(sys.executable).with_name("anomalib"))
+CHECKOUT = Path(__file__).resolve().parents[1]
 SIZE = 64
 SMALL_MODEL = ("--model.pre_trained", "false", "--model.k", "3", "--model.embedding_dim", "32")
 NO_PICTURES = ("--model.visualizer", "false")
@@ -231,7 +232,7 @@ def plugin_process(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "plugin.install()\n"
         "from anomalib.models import get_model\n"
         "print(json.dumps({\n"
-        "    'finders': sum(type(f).__name__ == '_AnomalibModelsFinder' for f in sys.meta_path),\n"
+        "    'finders': sum(type(f).__name__ == '_AnomalibFinder' for f in sys.meta_path),\n"
         "    'registrations': len(calls),\n"
         "    'listed': models.__all__.count('Ldknn'),\n"
         "    'warnings': [f'{w.category.__name__}: {w.message}' for w in caught],\n"
@@ -239,7 +240,8 @@ def plugin_process(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "    'ldknn': type(get_model('ldknn', pre_trained=False)).__name__,\n"
         "    'patchcore': type(get_model('patchcore', backbone='resnet18', pre_trained=False)).__name__,\n"
         "}))",
-        env={**os.environ, "PYTHONPATH": str(site)},
+        # The fake site, then this checkout (not whichever copy of the package is installed).
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(CHECKOUT)])},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
