@@ -51,6 +51,18 @@ def _group_key(row: dict) -> tuple:
     return row["backbone"], row["aggregation"], str(row["embedding_dim"]), row["ratio"]
 
 
+def _first_of_each(rows: list[dict]) -> list[dict]:
+    """``rows`` without repeats: a bank measured by two runs is shown as its first run measured it."""
+    seen: set[tuple] = set()
+    kept = []
+    for row in rows:
+        key = (*_group_key(row), row["row"])
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -59,7 +71,7 @@ def write_markdown(results: Path) -> None:
     """Write ``<results>.md`` from ``<results>.json`` and the parts ``<results>_*.json``."""
     parts = sorted(results.parent.glob(f"{results.name}*.json"))
     saved = [json.loads(part.read_text()) for part in parts]
-    rows = [row for part in saved for row in part["rows"]]
+    rows = _first_of_each([row for part in saved for row in part["rows"]])
     started = ", ".join(part["started"] for part in saved if "started" in part)
     backbones = ", ".join(dict.fromkeys(r["backbone"] for r in rows))
     lines = [HEADER.format(backbones=backbones, started=started or "?")]
@@ -107,6 +119,7 @@ def _summary(rows: list[dict]) -> list[str]:
             ("anomalib PatchcoreModel", pick("anomalib PatchcoreModel", "anomalib")),
             ("Ldknn, map of the corrected score (REB)", pick(DEFAULT)),
             ('Ldknn, map of the plain distance (`map_score="distance"`)', pick(SPLITS[0]) or pick(SPLITS[1])),
+            ('Ldknn, `aggregation="anomalib"`', pick(DEFAULT, "anomalib")),
         ):
             if row is not None:
                 out.append(
