@@ -1,4 +1,4 @@
-"""PDAE, REB/LDKNN and ULSAD anomaly detection models for anomalib.
+"""PDAE, REB/LDKNN, GDE and ULSAD anomaly detection models for anomalib.
 
 Importing this package is cheap: the models (and torch) load on first attribute access.
 
@@ -13,13 +13,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _MODELS = {
+    "Gde": "anomalib_pdae.models.gde",
     "Ldknn": "anomalib_pdae.models.ldknn",
     "Pdae": "anomalib_pdae.models.pdae",
     "Reb": "anomalib_pdae.models.reb",
     "Ulsad": "anomalib_pdae.models.ulsad",
 }
 
-__all__ = ["Ldknn", "Pdae", "Reb", "Ulsad", "__version__"]
+__all__ = ["Gde", "Ldknn", "Pdae", "Reb", "Ulsad", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

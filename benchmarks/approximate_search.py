@@ -35,7 +35,8 @@ import torch
 from torchvision.transforms.v2.functional import resize
 
 from anomalib_pdae.models.components import NeighbourSearch, nearest_neighbours
-from anomalib_pdae.models.ldknn import LdknnModel
+from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings
+from anomalib_pdae.models.ldknn.settings import DEFAULTS
 from benchmarks.metrics import auroc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,12 +101,10 @@ def _grid(model: LdknnModel, patches: torch.Tensor) -> list[dict]:
 
 
 def _score(model: LdknnModel, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    image_scores, maps = [], []
-    for part in embeddings.split(BATCH):
-        image_patches, map_patches = model.patch_scores(part)
-        image_scores.append(model.image_scores(image_patches))
-        maps.append(model.anomaly_map(map_patches, (SIZE, SIZE)))
-    return torch.cat(image_scores), torch.cat(maps)
+    outputs = [
+        model.image_outputs(*model.patch_scores(part), (SIZE, SIZE)) for part in embeddings.split(BATCH)
+    ]
+    return torch.cat([o.pred_score for o in outputs]), torch.cat([o.anomaly_map for o in outputs])
 
 
 def _median_ms(function, items: torch.Tensor) -> float:
@@ -127,9 +126,8 @@ def _evaluate(model: LdknnModel, test: tuple, embeddings: torch.Tensor) -> dict:
 
 def _run_backbone(backbone: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
-    model = LdknnModel(
-        backbone=backbone, layers=LAYERS, weights=Path(args.weights_dir) / WEIGHTS[backbone], **SETTINGS
-    )
+    settings = LdknnSettings(backbone=backbone, layers=LAYERS, **SETTINGS)
+    model = LdknnModel(settings, weights=Path(args.weights_dir) / WEIGHTS[backbone])
     train = _images(args.data_root, "train")[0]
     model.train()
     with torch.no_grad():
@@ -146,17 +144,17 @@ def _run_backbone(backbone: str, args: argparse.Namespace) -> dict:
         chosen = max(good, key=lambda row: row["speed_up"])
         test = _images(args.data_root, "test")
         test_embeddings = torch.cat([model.embed(part) for part in test[0].split(BATCH)])
-        default = NeighbourSearch("approximate")
-        settings = {"exact": NeighbourSearch("exact")}
-        settings[f"approximate d={chosen['projection_dim']} c={chosen['candidates']} (chosen)"] = (
-            NeighbourSearch("approximate", chosen["candidates"], chosen["projection_dim"])
-        )
-        if (default.projection_dim, default.candidates) != (chosen["projection_dim"], chosen["candidates"]):
-            settings[f"approximate d={default.projection_dim} c={default.candidates} (default)"] = default
+        default = {"projection_dim": DEFAULTS.projection_dim, "candidates": DEFAULTS.candidates}
+        chosen = {name: chosen[name] for name in default}
+        searches = {"exact": {"search": "exact"}}
+        name = f"approximate d={chosen['projection_dim']} c={chosen['candidates']} (chosen)"
+        searches[name] = {"search": "approximate", **chosen}
+        if default != chosen:
+            name = f"approximate d={default['projection_dim']} c={default['candidates']} (default)"
+            searches[name] = {"search": "approximate", **default}
         rows = {}
-        for name, search in settings.items():
-            search.fit(model.memory_bank)
-            model.search = search
+        for name, search in searches.items():
+            model.rescore(**search)
             rows[name] = _evaluate(model, test, test_embeddings) | {"uptime": _uptime()}
             print(backbone, name, rows[name], flush=True)
     return {"bank": list(model.memory_bank.shape), "fit_seconds": fit_seconds, "grid": grid, "rows": rows}

@@ -1,7 +1,6 @@
 """What a job spec builds: the datamodule, the model, the Engine, and the weights record.
 
-Shared by :mod:`benchmarks.job` and :mod:`benchmarks.reb_rows`. :func:`rescore` is the one place
-the benchmarks reach into a fitted LDKNN model; it goes when the model re-scores publicly.
+Shared by :mod:`benchmarks.job` and :mod:`benchmarks.reb_rows`.
 """
 
 from __future__ import annotations
@@ -69,7 +68,7 @@ def build_model(spec: dict):
         files = [weights] if weights else None
         return Pdae(**init_args, weights=files, pre_processor=Pdae.configure_pre_processor(size), **common)
     if spec["model"] == "Gde":
-        from .gde import Gde
+        from anomalib_pdae import Gde
 
         # ``layers`` only tells a DefectMaker fine-tuning (benchmarks.reb_rows) its LDKNN layers.
         init_args.pop("layers", None)
@@ -82,20 +81,6 @@ def build_model(spec: dict):
     if weights is not None:
         _load_weights(model.model.feature_extractor.feature_extractor, weights)
     return model
-
-
-def rescore(model, scorer: str, k: int) -> None:
-    """Point a fitted Ldknn at another scorer / K, recomputing its tables on the same bank."""
-    from anomalib_pdae.models.ldknn import scorers
-    from anomalib_pdae.models.ldknn.torch_model import BANK_BUFFERS
-
-    torch_model = model.model
-    bank = torch_model.memory_bank
-    tables = scorers.fit_statistics(scorer, bank, bank, k, torch_model.distance, progress=False)
-    torch_model.scorer = scorer
-    torch_model.k = k
-    for name in BANK_BUFFERS[1:]:
-        setattr(torch_model, name, tables.get(name, bank.new_empty(0)).to(bank.device))
 
 
 def quiet_engine(root: str, accelerator: str, callbacks: list, max_epochs: int | None = None):

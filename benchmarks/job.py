@@ -7,9 +7,11 @@ run has fresh memory, its own allocator settings and its own seed. The spec (bui
 to the table's CSV.
 
 A spec may list ``variants`` (scorer, K) of Ldknn: the memory bank is fitted once and each variant
-re-scores the same test images on that bank (REB Table 6, Fig. 5). A ``sweep`` lists init-arg
-overrides (e.g. coreset ratios, REB Fig. 4): one fresh model is fitted per item, in this process.
-``report_speed`` adds test images per second; ``report_costs`` the fit time and peak memory.
+re-scores the same test images on that bank (``LdknnModel.rescore``; REB Table 6, Fig. 5). A
+``sweep`` lists init-arg overrides (e.g. coreset ratios, REB Fig. 4): one fresh model is fitted
+per item, in this process.
+``report_speed`` adds test images per second; ``report_costs`` the fit time, peak memory and the
+seconds of each fit stage the model timed itself (Ldknn: ``coreset``, ``statistics``, ``search``).
 """
 
 from __future__ import annotations
@@ -23,12 +25,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from .build import build_model, limited_datamodule, quiet_engine, rescore, weights_record
+from .build import build_model, limited_datamodule, quiet_engine, weights_record
 
 
 def _peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB (Linux reports kB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _stage_seconds(model) -> dict[str, float]:
+    """``<stage>_seconds`` of every fit stage the torch model timed (its ``timer``), if it has one."""
+    timer = getattr(model.model, "timer", None)
+    if timer is None:
+        return {}
+    return {f"{stage}_seconds": seconds for stage, seconds in timer.seconds.items()}
 
 
 def run(spec: dict) -> dict:
@@ -63,9 +73,10 @@ def run(spec: dict) -> dict:
             started = time.perf_counter()
             engine.fit(model, datamodule=datamodule)
             fit_seconds.append(time.perf_counter() - started)
+            stages = _stage_seconds(model)
             for variant in variants:
                 if "scorer" in variant:
-                    rescore(model, variant["scorer"], variant["k"])
+                    model.model.rescore(scorer=variant["scorer"], k=variant["k"])
                 started = time.perf_counter()
                 collector.reset()
                 engine.test(model, datamodule=datamodule, verbose=False)
@@ -74,7 +85,7 @@ def run(spec: dict) -> dict:
                 if spec.get("report_speed"):
                     metrics["images_per_second"] = len(datamodule.test_data) / test_seconds
                 if spec.get("report_costs"):
-                    metrics |= {"fit_seconds": fit_seconds[-1], "peak_rss_mb": _peak_rss_mb()}
+                    metrics |= {"fit_seconds": fit_seconds[-1], "peak_rss_mb": _peak_rss_mb(), **stages}
                 parameter = variant.get("parameter", item.get("parameter", ""))
                 details = collector.details()
                 runs.append({**item, **variant, **metrics, "test_seconds": test_seconds, **details})

@@ -135,17 +135,21 @@ def fit_bank(train: torch.Tensor, test: torch.Tensor, ratio: float) -> Bank:
 
 
 def patch_scores(bank: Bank, scorer: str, distance: str, gamma: float, form: str) -> torch.Tensor:
-    """The model's patch scores from the stored nearest neighbours (same formulas as ``scorers``)."""
+    """The model's patch scores (its ``scorers.density_corrected``) from the stored nearest neighbours."""
+    from anomalib_pdae.models.ldknn.scorers import density_corrected
+
     nearest = bank.nearest if distance == "squared" else bank.nearest.sqrt()
     if scorer == "knn":
         return nearest
     density = (bank.ld_squared if distance == "squared" else bank.ld_euclidean)[bank.index]
-    return nearest - gamma * density if form == "subtract" else nearest / (density + 1e-12).pow(gamma)
+    return density_corrected(nearest, density, gamma, form)
 
 
 def image_score(scores: torch.Tensor) -> torch.Tensor:
-    """REB's block-max: the largest mean over 3×3 blocks."""
-    return F.avg_pool2d(scores, 3).amax(dim=(1, 2, 3))
+    """The model's image score, REB's block-max: the largest mean over 3×3 blocks."""
+    from anomalib_pdae.models.ldknn.image_score import image_scores
+
+    return image_scores(scores, "block_max")
 
 
 def anomaly_map(scores: torch.Tensor, path: str) -> tuple[torch.Tensor, float]:

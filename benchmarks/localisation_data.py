@@ -70,26 +70,32 @@ class Metrics:
     """
 
     def __init__(self, test: Split) -> None:
-        from anomalib.metrics.aupro import _AUPRO
-
         self.test = test
-        probe = _AUPRO()
+        probe = _aupro()
         probe.update(torch.zeros(test.masks.shape), test.masks)
         self.components = probe.perform_cca()
 
     def __call__(self, image_scores: torch.Tensor, anomaly_maps: torch.Tensor) -> dict[str, float]:
         """Metrics of raw image scores ``(B,)`` and maps ``(B, 1, H, W)``."""
-        from anomalib.metrics.aupro import _AUPRO
-
         maps = anomaly_maps.reshape(self.test.masks.shape).float()
-        aupro = _AUPRO()
+        aupro = _aupro(self.components)
         aupro.update(maps, self.test.masks)
-        aupro.perform_cca = lambda: self.components
         return {
             "image_auroc": auroc(image_scores, self.test.labels),
             "pixel_auroc": auroc(maps, self.test.masks),
             "pixel_aupro": float(aupro.compute()),
         }
+
+
+def _aupro(components: torch.Tensor | None = None):
+    """Anomalib's ``_AUPRO`` (FPR limit 0.3), reusing the masks' labelled ``components`` when given."""
+    from anomalib.metrics.aupro import _AUPRO
+
+    class LabelledOnce(_AUPRO):
+        def perform_cca(self) -> torch.Tensor:
+            return super().perform_cca() if components is None else components
+
+    return LabelledOnce()
 
 
 def patchcore_same_bank(

@@ -27,18 +27,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from anomalib_pdae.data.defectmaker import DEFECT_TYPES, DefectMaker, Saliency
 from anomalib_pdae.models.components import greedy_coreset
-from anomalib_pdae.models.components.search import faiss_knn, nearest_neighbours
-from anomalib_pdae.models.ldknn import LdknnModel
+from anomalib_pdae.models.components.search import faiss_knn
+from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings, scorers
+from anomalib_pdae.models.ldknn.image_score import image_scores
+from anomalib_pdae.models.ldknn.settings import DEFAULTS
 
 from .metrics import auroc
 from .settings import K_CANDIDATES  # noqa: F401 (re-exported: REB's K candidates)
 
 HOLDOUT = 0.2
-EPSILON = 1e-12
 
 
 @dataclass
@@ -126,50 +126,28 @@ def local_densities(
     return {k: torch.from_numpy(distances[:, :k].mean(1)) for k in ks}
 
 
-def _ldknn_image_scores(
-    nearest: torch.Tensor, density: torch.Tensor, shape: tuple[int, int, int], scoring: dict
-) -> torch.Tensor:
-    """LDKNN's image scores from 1-NN distances and the nearest points' local densities.
-
-    A copy of :class:`LdknnModel`'s patch score and image score (``scoring`` holds its
-    ``ld_coefficient``, ``density_mode`` and ``image_score``), kept in this one function until
-    the model scores such inputs publicly.
-    """
-    if scoring["density_mode"] == "subtract":
-        patch = nearest - scoring["ld_coefficient"] * density
-    else:
-        patch = nearest / (density + EPSILON).pow(scoring["ld_coefficient"])
-    patch = patch.reshape(shape[0], 1, shape[1], shape[2])
-    if scoring["image_score"] == "block_max":
-        return F.avg_pool2d(patch, 3).amax(dim=(1, 2, 3))
-    return patch.amax(dim=(1, 2, 3))
-
-
 def validation_scores(
     memory: torch.Tensor,
     full_bank: torch.Tensor,
     embeddings: torch.Tensor,
     ks: Sequence[int],
-    ld_coefficient: float = 1.0,
-    density_mode: str = "subtract",
-    distance: str = "squared",
-    image_score: str = "block_max",
+    settings: LdknnSettings = DEFAULTS,
 ) -> dict[int, torch.Tensor]:
     """LDKNN image scores of embedded images ``(B, D, H, W)`` on ``memory`` for every K.
 
-    The 1-NN search does not depend on K; only the nearest point's local density does.
+    Scored as :class:`LdknnModel` scores (its patch score and image score functions), with the
+    ``ld_coefficient``, ``density_mode``, ``distance`` and ``image_score`` of ``settings``. The
+    1-NN search does not depend on K; only the nearest point's local density does.
     """
     batch, dim, height, width = embeddings.shape
     queries = embeddings.permute(0, 2, 3, 1).reshape(-1, dim)
-    nearest, index = nearest_neighbours(queries, memory, k=1)
-    nearest, index = nearest[:, 0], index[:, 0]
-    if distance == "euclidean":
-        nearest = nearest.sqrt()
-    scoring = {"ld_coefficient": ld_coefficient, "density_mode": density_mode, "image_score": image_score}
-    return {
-        k: _ldknn_image_scores(nearest, table.to(nearest.device)[index], (batch, height, width), scoring)
-        for k, table in local_densities(memory, full_bank, ks, distance).items()
-    }
+    nearest, index = scorers.nearest_memory(queries, memory, settings.distance)
+    scores = {}
+    for k, table in local_densities(memory, full_bank, ks, settings.distance).items():
+        density = table.to(nearest.device)[index]
+        patches = scorers.density_corrected(nearest, density, settings.ld_coefficient, settings.density_mode)
+        scores[k] = image_scores(patches.reshape(batch, 1, height, width), settings.image_score)
+    return scores
 
 
 def validation_aurocs(
@@ -178,10 +156,10 @@ def validation_aurocs(
     normal: torch.Tensor,
     anomalous: torch.Tensor,
     ks: Sequence[int],
-    **scoring: object,
+    settings: LdknnSettings = DEFAULTS,
 ) -> dict[int, float]:
     """Image AUROC (percent) of each K: ``normal`` / ``anomalous`` are embeddings ``(B, D, H, W)``."""
-    scores = validation_scores(memory, full_bank, torch.cat([normal, anomalous]), ks, **scoring)
+    scores = validation_scores(memory, full_bank, torch.cat([normal, anomalous]), ks, settings)
     labels = torch.cat([torch.zeros(len(normal)), torch.ones(len(anomalous))])
     return {k: auroc(value.cpu(), labels) for k, value in scores.items()}
 
@@ -252,21 +230,17 @@ def choose_k(
         if max(candidates) >= len(full_bank):
             msg = f"K up to {max(candidates)} needs more than {len(full_bank)} bank patches"
             raise ValueError(msg)
+        ratio = model.settings.coreset_ratio
         memory = full_bank
-        if model.coreset_ratio < 1:
-            memory = full_bank[
-                torch.from_numpy(greedy_coreset(full_bank, model.coreset_ratio, progress=False))
-            ]
+        if ratio < 1:
+            memory = full_bank[torch.from_numpy(greedy_coreset(full_bank, ratio, progress=False))]
         aurocs = validation_aurocs(
             memory,
             full_bank,
             _embed(model, normals, batch_size),
             _embed(model, anomalies, batch_size),
             candidates,
-            ld_coefficient=model.ld_coefficient,
-            density_mode=model.density_mode,
-            distance=model.distance,
-            image_score=model.image_score,
+            model.settings,
         )
     return KSelection(
         k=pick_k(aurocs, default),

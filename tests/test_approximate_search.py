@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from test_ldknn_engine import _assert_scores_match, _datamodule, _engine, _model
 
 from anomalib_pdae import Ldknn, Reb
 from anomalib_pdae.models.components import NeighbourSearch, nearest_neighbours
-from anomalib_pdae.models.ldknn import LdknnModel
+from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings
 from tests.openvino_outputs import run_exported
 
 __all__ = ["test_images"]  # the fixture, shared with the exact search's tests
@@ -94,6 +95,19 @@ def test_checkpoint_round_trip_keeps_the_projection(both: dict, test_images: tor
     torch.testing.assert_close(got.anomaly_map, expected.anomaly_map, rtol=0, atol=0)
 
 
+def test_rescoring_the_exact_bank_approximately_equals_fitting_approximately(
+    both: dict, test_images: torch.Tensor
+) -> None:
+    """The raw scores of the torch models (each Lightning model normalises with its own statistics)."""
+    rescored, approximate = copy.deepcopy(both["exact"]["model"].model), both["approximate"]["model"].model
+    rescored.rescore(**APPROXIMATE)
+    assert rescored.settings == approximate.settings
+    with torch.no_grad():
+        expected, got = approximate(test_images), rescored(test_images)
+    torch.testing.assert_close(got.pred_score, expected.pred_score, rtol=0, atol=0)
+    torch.testing.assert_close(got.anomaly_map, expected.anomaly_map, rtol=0, atol=0)
+
+
 @pytest.fixture(scope="module")
 def openvino_model(both: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine, model = both["approximate"]["engine"], both["approximate"]["model"]
@@ -113,7 +127,11 @@ def test_openvino_export_matches_torch(
     assert len(set(expected.pred_score.tolist())) == batch
 
 
-SMALL = {"backbone": "resnet18", "pre_trained": False, "layers": ("layer2", "layer3"), "embedding_dim": 64}
+SMALL = {"backbone": "resnet18", "layers": ("layer2", "layer3"), "embedding_dim": 64}
+
+
+def _small(**settings) -> LdknnModel:
+    return LdknnModel(LdknnSettings(**SMALL, **settings), pre_trained=False)
 
 
 @pytest.mark.parametrize(
@@ -127,17 +145,18 @@ SMALL = {"backbone": "resnet18", "pre_trained": False, "layers": ("layer2", "lay
         ({"search": "fast"}, "search must be one of 'exact', 'approximate'"),
     ],
 )
-@pytest.mark.parametrize("model_class", [LdknnModel, Ldknn, Reb])
+@pytest.mark.parametrize("model_class", [LdknnSettings, Ldknn, Reb])
 def test_bad_search_parameters_are_refused_at_construction(
     model_class, arguments: dict, message: str
 ) -> None:
     arguments = {"search": "approximate"} | arguments
+    weights = {} if model_class is LdknnSettings else {"pre_trained": False}
     with pytest.raises(ValueError, match=message):
-        model_class(**SMALL, **arguments)
+        model_class(**SMALL, **weights, **arguments)
 
 
 def test_more_candidates_than_bank_rows_is_refused_at_fit() -> None:
-    model = LdknnModel(**SMALL, k=2, search="approximate", candidates=40, projection_dim=8).train()
+    model = _small(k=2, search="approximate", candidates=40, projection_dim=8).train()
     embeddings = model(torch.rand(1, 3, 32, 32))  # 4 × 4 patches: 16 rows
     with pytest.raises(ValueError, match="candidates=40 exceeds the memory bank"):
         model.fit(embeddings, progress=False)
@@ -145,6 +164,6 @@ def test_more_candidates_than_bank_rows_is_refused_at_fit() -> None:
 
 
 def test_exact_search_ignores_the_approximate_parameters() -> None:
-    model = LdknnModel(**SMALL, search="exact", candidates=1000, projection_dim=16).train()
+    model = _small(search="exact", candidates=1000, projection_dim=16).train()
     model.fit(model(torch.rand(1, 3, 32, 32)), progress=False)
     assert model.search.projection.numel() == 0

@@ -14,7 +14,7 @@ import torch
 from anomalib.data import MVTecAD
 from safetensors.torch import save_file
 
-from anomalib_pdae.models.ldknn import LdknnModel
+from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings
 from anomalib_pdae.models.ldknn.scorers import fit_statistics
 from benchmarks.build import build_model as _model
 from benchmarks.jobs import model_jobs
@@ -57,7 +57,8 @@ def test_constructed_bank_where_only_k5_separates_the_validation_set() -> None:
     bank = torch.tensor(cluster(0, 4) + cluster(20, 10) + cluster(100, 6)).reshape(-1, 1)
     normal = torch.tensor([-2.0, -1.9]).reshape(-1, 1, 1, 1)
     anomalous = torch.tensor([101.05, 101.0]).reshape(-1, 1, 1, 1)
-    aurocs = validation_aurocs(bank, bank, normal, anomalous, (3, 5, 7, 9, 11), image_score="max")
+    settings = LdknnSettings(image_score="max")
+    aurocs = validation_aurocs(bank, bank, normal, anomalous, (3, 5, 7, 9, 11), settings)
     assert aurocs == {3: 0.0, 5: 100.0, 7: 0.0, 9: 0.0, 11: 0.0}
     assert pick_k(aurocs, default=9) == 5
 
@@ -76,7 +77,7 @@ def test_local_densities_of_all_k_equal_one_fit_each(distance: str) -> None:
 @pytest.mark.parametrize("k", [1, 3])
 def test_validation_scores_equal_the_fitted_model(k: int) -> None:
     torch.manual_seed(0)
-    model = LdknnModel("resnet18", LAYERS, pre_trained=False, k=k)
+    model = LdknnModel(LdknnSettings(backbone="resnet18", layers=LAYERS, k=k), pre_trained=False)
     train = torch.rand(3, 3, 64, 64)
     queries = torch.rand(4, 3, 64, 64)
     bank = model.train()(train)

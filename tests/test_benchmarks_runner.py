@@ -111,3 +111,20 @@ def test_a_failing_job_is_reported_with_its_tail_while_the_others_go_on(
     with pytest.raises(RuntimeError, match="1 of 1 jobs failed"):
         runner.run_table(specs, csv, runs)
     assert pd.read_csv(csv)["job"].tolist() == ["a", "c"]
+
+
+def test_cost_rows_take_the_stage_times_the_model_recorded() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from anomalib_pdae import Ldknn
+    from benchmarks.job import _stage_seconds
+
+    model = Ldknn(backbone="resnet18", pre_trained=False, k=2, coreset_ratio=0.5, embedding_dim=32)
+    model.model.train()
+    model.model.fit(model.model(torch.rand(1, 3, 64, 64)), progress=False)
+    stages = _stage_seconds(model)
+    assert set(stages) == {"coreset_seconds", "statistics_seconds", "search_seconds"}
+    assert stages["coreset_seconds"] == model.model.timer.seconds["coreset"]
+    assert _stage_seconds(SimpleNamespace(model=torch.nn.Linear(1, 1))) == {}  # e.g. Patchcore

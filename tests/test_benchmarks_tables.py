@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -17,7 +16,6 @@ import yaml
 
 from benchmarks.__main__ import parse_args, settings_for
 from benchmarks.details import aupro, auroc_by_type
-from benchmarks.gde import GdeModel, image_embedding
 from benchmarks.jobs import PDAE_CONFIG, build_specs
 from benchmarks.published import load_published
 from benchmarks.report import compare
@@ -65,36 +63,6 @@ def test_aupro_percent_perfect_and_worse() -> None:
     partial = masks.float().clone()
     partial[1] = 0
     assert aupro(partial + noise, masks) == pytest.approx(57.5, abs=2.0)
-
-
-def test_gde_scores_are_mahalanobis_to_the_ledoit_wolf_gaussian() -> None:
-    torch.manual_seed(0)
-    model = GdeModel("resnet18", "layer4", pre_trained=False)
-    train = torch.rand(8, 3, 32, 32)
-    embeddings = model.embed(train)
-    # The embedding: the last layer, average-pooled, unit length.
-    pooled = model.backbone(train)[0].mean(dim=(2, 3))
-    assert torch.allclose(embeddings, pooled / pooled.norm(dim=1, keepdim=True), atol=1e-6)
-    assert torch.allclose(image_embedding(model.backbone(train)[0]), embeddings)
-    model.fit(embeddings)
-    test = torch.rand(3, 3, 32, 32)
-    scores = model.eval()(test).pred_score
-    # Reference: Ledoit-Wolf shrinkage written out (Ledoit & Wolf 2004), inverted with numpy.
-    x = embeddings.double().numpy()
-    n, p = x.shape
-    centred = x - x.mean(0)
-    sample = centred.T @ centred / n
-    mu = np.trace(sample) / p
-    delta = ((sample - mu * np.eye(p)) ** 2).sum() / p
-    beta = sum(((np.outer(row, row) - sample) ** 2).sum() for row in centred) / (n * n * p)
-    shrinkage = min(beta, delta) / delta
-    covariance = (1 - shrinkage) * sample + shrinkage * mu * np.eye(p)
-    precision = np.linalg.inv(covariance)
-    for score, vector in zip(scores, model.embed(test).double().numpy(), strict=True):
-        d = vector - x.mean(0)
-        assert score.item() == pytest.approx(math.sqrt(d @ precision @ d), rel=1e-3)
-    with pytest.raises(ValueError, match="at least 2"):
-        model.fit(embeddings[:1])
 
 
 def _loco_results(method: str = "LDKNN (K=45)") -> pd.DataFrame:

@@ -65,7 +65,7 @@ def test_engine_fit_and_test(trained: dict, synthetic_root: Path) -> None:
 def test_checkpoint_round_trip_gives_identical_scores(trained: dict, test_images: torch.Tensor) -> None:
     model = trained["model"]
     loaded = Ldknn.load_from_checkpoint(trained["checkpoint"]).eval()
-    assert loaded.model.k == 3 and loaded.model.memory_bank.shape == model.model.memory_bank.shape
+    assert loaded.model.settings.k == 3 and loaded.model.memory_bank.shape == model.model.memory_bank.shape
     with torch.no_grad():
         expected, got = model(test_images), loaded(test_images)
     assert got.anomaly_map.shape[-2:] == (SIZE, SIZE)  # the pre-processor came back too

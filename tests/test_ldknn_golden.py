@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_pdae.models.ldknn import LdknnModel
+from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings
 from anomalib_pdae.models.ldknn.scorers import fit_statistics
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -41,10 +41,11 @@ def inputs(recorded: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return full, full[0::4].contiguous(), torch.from_numpy(queries).permute(0, 3, 1, 2).contiguous()
 
 
-def fitted(recorded: dict, **kwargs) -> tuple[LdknnModel, torch.Tensor]:
-    """An LdknnModel whose bank is the recorded memory, and the query embeddings."""
+def fitted(recorded: dict, **settings) -> tuple[LdknnModel, torch.Tensor]:
+    """An LdknnModel whose bank is the recorded memory (densities with the recorded K), and the queries."""
     full, memory, queries = inputs(recorded)
-    model = LdknnModel(backbone="resnet18", pre_trained=False, k=recorded["k"], **kwargs).eval()
+    settings = {"backbone": "resnet18", "k": recorded["k"]} | settings
+    model = LdknnModel(LdknnSettings(**settings), pre_trained=False).eval()
     model.memory_bank = memory
     model.local_density = fit_statistics("ldknn", memory, full, recorded["k"], progress=False)[
         "local_density"
@@ -74,37 +75,40 @@ def test_local_density_excludes_the_point_itself_like_reb(reb):
     close(density, np.mean(reb["local_density_neighbour_distances"], axis=1))
 
 
+def outputs(model: LdknnModel, queries: torch.Tensor, image_size: list[int]) -> tuple[torch.Tensor, ...]:
+    """Patch scores for the image, image scores and maps, as ``forward`` computes them from embeddings."""
+    image_patches, map_patches = model.patch_scores(queries)
+    scored = model.image_outputs(image_patches, map_patches, image_size)
+    return image_patches, map_patches, scored.pred_score, scored.anomaly_map
+
+
 def test_patch_and_block_max_image_scores_match_reb(reb):
     model, queries = fitted(reb["inputs"])
-    image_patches, map_patches = model.patch_scores(queries)
+    image_patches, map_patches, image_scores, _ = outputs(model, queries, reb["inputs"]["image_size"])
     close(image_patches[:, 0], reb["patch_scores"])
     assert torch.equal(image_patches, map_patches)  # REB maps the corrected score
-    close(model.image_scores(image_patches), reb["image_scores"])
+    close(image_scores, reb["image_scores"])
 
 
 def test_anomaly_map_matches_reb_rescale_segmentor(reb):
     model, queries = fitted(reb["inputs"])
-    image_patches, _ = model.patch_scores(queries)
-    maps = model.anomaly_map(image_patches, reb["inputs"]["image_size"])
+    maps = outputs(model, queries, reb["inputs"]["image_size"])[3]
     scale = float(np.abs(reb["anomaly_maps"]).max())
     close(maps[:, 0], reb["anomaly_maps"], scale)
 
 
 def test_knn_scores_and_map_match_patchcore_reference(patchcore):
-    model, queries = fitted(patchcore["inputs"], scorer="knn", image_score="max")
-    model.k = 1
-    image_patches, map_patches = model.patch_scores(queries)
+    model, queries = fitted(patchcore["inputs"], scorer="knn", k=1, image_score="max")
+    image_patches, _, image_scores, maps = outputs(model, queries, patchcore["inputs"]["image_size"])
     close(image_patches[:, 0], patchcore["patch_scores"])
-    close(model.image_scores(image_patches), patchcore["image_scores"])
-    maps = model.anomaly_map(map_patches, patchcore["inputs"]["image_size"])
+    close(image_scores, patchcore["image_scores"])
     close(maps[:, 0], patchcore["anomaly_maps"], float(np.abs(patchcore["anomaly_maps"]).max()))
 
 
 def test_distance_map_option_is_patchcore_map_with_reb_image_score(reb, patchcore):
     """``map_score="distance"``: the image score keeps LDKNN's correction, the map is PatchCore's."""
     model, queries = fitted(reb["inputs"], map_score="distance")
-    image_patches, map_patches = model.patch_scores(queries)
-    close(model.image_scores(image_patches), reb["image_scores"])
-    maps = model.anomaly_map(map_patches, patchcore["inputs"]["image_size"])
+    _, _, image_scores, maps = outputs(model, queries, patchcore["inputs"]["image_size"])
+    close(image_scores, reb["image_scores"])
     close(maps[:, 0], patchcore["anomaly_maps"], float(np.abs(patchcore["anomaly_maps"]).max()))
     assert not np.allclose(patchcore["anomaly_maps"], reb["anomaly_maps"])  # the two maps differ

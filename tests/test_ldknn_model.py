@@ -7,18 +7,23 @@ import torch
 import torch.nn.functional as F
 from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 
-from anomalib_pdae.models.ldknn import LdknnModel
-from anomalib_pdae.models.ldknn.scorers import score
+from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings
+from anomalib_pdae.models.ldknn.scorers import fit_statistics, score
 
 
 def images(count: int, seed: int, size: int = 64) -> torch.Tensor:
     return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
+def small(**settings) -> LdknnModel:
+    """A random-initialised ResNet-18 LDKNN with ``settings`` (LdknnSettings fields)."""
+    return LdknnModel(LdknnSettings(**({"backbone": "resnet18"} | settings)), pre_trained=False)
+
+
 @pytest.fixture(scope="module")
 def fitted() -> LdknnModel:
     torch.manual_seed(0)
-    model = LdknnModel(backbone="resnet18", pre_trained=False, k=3, embedding_dim=64).train()
+    model = small(k=3, embedding_dim=64).train()
     model.fit(model(images(4, seed=1)), progress=False)
     return model.eval()
 
@@ -41,16 +46,14 @@ def test_image_score_is_max_of_3x3_block_means(fitted):
 
 
 def test_plain_max_image_score_and_map_peak(fitted):
-    fitted.image_score = "max"
-    try:
-        batch = images(1, seed=3)
-        out = fitted(batch)
-        embedding = fitted.embed(batch)
-        queries = embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1])
-        patch = score("ldknn", queries, fitted.memory_bank, {"local_density": fitted.local_density}, k=3)
-        torch.testing.assert_close(out.pred_score, patch.max().reshape(1))
-    finally:
-        fitted.image_score = "block_max"
+    fitted = copy.deepcopy(fitted)
+    fitted.rescore(image_score="max")
+    batch = images(1, seed=3)
+    out = fitted(batch)
+    embedding = fitted.embed(batch)
+    queries = embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1])
+    patch = score("ldknn", queries, fitted.memory_bank, {"local_density": fitted.local_density}, k=3)
+    torch.testing.assert_close(out.pred_score, patch.max().reshape(1))
 
 
 def test_scores_do_not_depend_on_batch_composition(fitted):
@@ -68,37 +71,33 @@ def test_training_images_score_lower_than_noise(fitted):
 
 @pytest.mark.parametrize("scorer", ["knn", "kth_nn", "lof", "ldof"])
 def test_every_scorer_runs_end_to_end(scorer):
-    model = LdknnModel(backbone="resnet18", pre_trained=False, k=2, scorer=scorer, embedding_dim=32).train()
+    model = small(k=2, scorer=scorer, embedding_dim=32).train()
     model.fit(model(images(2, seed=5)), progress=False)
     out = model.eval()(images(2, seed=6))
     assert torch.isfinite(out.pred_score).all() and torch.isfinite(out.anomaly_map).all()
 
 
 def test_coreset_shrinks_bank_but_keeps_densities_from_the_full_bank():
-    model = LdknnModel(
-        backbone="resnet18", pre_trained=False, k=2, coreset_ratio=0.25, embedding_dim=32
-    ).train()
+    model = small(k=2, coreset_ratio=0.25, embedding_dim=32).train()
     embeddings = model(images(2, seed=7))
     model.fit(embeddings, progress=False)
     assert len(model.memory_bank) == round(len(embeddings) * 0.25) == len(model.local_density)
 
 
 def test_k_not_smaller_than_bank_is_rejected():
-    model = LdknnModel(
-        backbone="resnet18", pre_trained=False, k=40, coreset_ratio=0.5, embedding_dim=32
-    ).train()
+    model = small(k=40, coreset_ratio=0.5, embedding_dim=32).train()
     with pytest.raises(ValueError, match=r"k=40 must be smaller than the memory bank \(32 patches"):
         model.fit(model(images(1, seed=8)), progress=False)
 
 
 def test_empty_training_set_is_rejected():
-    model = LdknnModel(backbone="resnet18", pre_trained=False)
+    model = small()
     with pytest.raises(ValueError, match="training set is empty"):
         model.fit(torch.empty(0, 512), progress=False)
 
 
 def test_unfitted_model_says_so():
-    model = LdknnModel(backbone="resnet18", pre_trained=False).eval()
+    model = small().eval()
     with pytest.raises(RuntimeError, match="not fitted: its memory bank is empty"):
         model(images(1, seed=9))
 
@@ -120,26 +119,18 @@ def test_unfitted_model_says_so():
 )
 def test_invalid_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        LdknnModel(**({"backbone": "resnet18", "pre_trained": False} | kwargs))
+        small(**kwargs)
 
 
 def test_missing_weights_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="weights file not found"):
-        LdknnModel(backbone="resnet18", weights=tmp_path / "nope.safetensors")
+        LdknnModel(LdknnSettings(backbone="resnet18"), weights=tmp_path / "nope.safetensors")
 
 
 def test_parity_with_anomalib_patchcore():
     """K=1, gamma=0, anomalib aggregation, no coreset, plain L2, plain max: Patchcore's scores."""
     torch.manual_seed(0)
-    ours = LdknnModel(
-        backbone="resnet18",
-        pre_trained=False,
-        k=1,
-        ld_coefficient=0.0,
-        aggregation="anomalib",
-        distance="euclidean",
-        image_score="max",
-    )
+    ours = small(k=1, ld_coefficient=0.0, aggregation="anomalib", distance="euclidean", image_score="max")
     theirs = PatchcoreModel(
         layers=["layer2", "layer3"], backbone="resnet18", pre_trained=False, num_neighbors=1
     )
@@ -172,3 +163,66 @@ def test_bilinear_map_is_smooth_upsampling_of_patch_scores(fitted):
     patch = score("ldknn", queries, fitted.memory_bank, {"local_density": fitted.local_density}, k=3)
     expected = F.interpolate(patch.reshape(1, 1, 8, 8), size=(64, 64), mode="bilinear", align_corners=False)
     torch.testing.assert_close(fitted(batch).anomaly_map, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("scorer", "k"), [("knn", 1), ("lof_reb", 2), ("ldknn", 2)])
+def test_rescore_scores_like_a_model_fitted_with_those_settings(scorer, k):
+    base = small(k=3, embedding_dim=32).train()
+    embeddings = base(images(2, seed=13))
+    rescored = copy.deepcopy(base)
+    rescored.fit(embeddings, progress=False)
+    rescored.rescore(scorer=scorer, k=k)
+    fitted = small(k=k, scorer=scorer, embedding_dim=32)
+    fitted.load_state_dict(base.state_dict())
+    fitted.fit(embeddings, progress=False)
+    batch = images(2, seed=14)
+    expected, got = fitted.eval()(batch), rescored.eval()(batch)
+    torch.testing.assert_close(got.pred_score, expected.pred_score, rtol=0, atol=0)
+    torch.testing.assert_close(got.anomaly_map, expected.anomaly_map, rtol=0, atol=0)
+    assert rescored.settings == fitted.settings
+
+
+def test_rescore_recomputes_tables_only_when_scorer_k_or_distance_change():
+    model = small(k=2, coreset_ratio=0.25, embedding_dim=32).train()
+    embeddings = model(images(2, seed=15))
+    model.fit(embeddings, progress=False)
+    from_full_bank = model.local_density.clone()
+    model.rescore(image_score="max", map_score="distance")
+    torch.testing.assert_close(model.local_density, from_full_bank, rtol=0, atol=0)
+    model.rescore(k=3)  # the full bank is not kept: the coreset's own densities
+    bank = model.memory_bank
+    expected = fit_statistics("ldknn", bank, bank, 3, progress=False)["local_density"]
+    torch.testing.assert_close(model.local_density, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"coreset_ratio": 0.5}, "rescore cannot change coreset_ratio: they shape the memory bank"),
+        ({"backbone": "resnet34", "layers": ["layer1"]}, "rescore cannot change backbone, layers"),
+        ({"k": 0}, r"k \(neighbourhood size\) must be an integer >= 1"),
+        ({"scorer": "svm"}, "scorer must be one of"),
+        ({"k": 256}, r"k=256 must be smaller than the memory bank \(256 patches"),
+        ({"search": "approximate", "candidates": 257, "projection_dim": 8}, "candidates=257 exceeds"),
+    ],
+)
+def test_rescore_refuses_what_fit_or_construction_refuses(fitted, changes, message):
+    settings = fitted.settings
+    with pytest.raises(ValueError, match=message):
+        fitted.rescore(**changes)
+    assert fitted.settings == settings
+
+
+def test_rescore_of_an_unfitted_model_says_so():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        small().rescore(k=2)
+
+
+@pytest.mark.parametrize(
+    ("ratio", "stages"), [(1.0, {"statistics", "search"}), (0.5, {"coreset", "statistics", "search"})]
+)
+def test_fit_times_its_own_stages(ratio, stages):
+    model = small(k=2, coreset_ratio=ratio, embedding_dim=32).train()
+    model.fit(model(images(1, seed=16)), progress=False)
+    assert set(model.timer.seconds) == stages
+    assert all(seconds >= 0 for seconds in model.timer.seconds.values())

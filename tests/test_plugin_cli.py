@@ -170,8 +170,8 @@ def test_get_model_by_name_and_dict() -> None:
 
     by_name = get_model("ldknn", pre_trained=False, k=2)
     by_dict = get_model({"class_path": "Ldknn", "init_args": {"pre_trained": False, "k": 4}})
-    assert type(by_name) is Ldknn and by_name.model.k == 2
-    assert type(by_dict) is Ldknn and by_dict.model.k == 4
+    assert type(by_name) is Ldknn and by_name.model.settings.k == 2
+    assert type(by_dict) is Ldknn and by_dict.model.settings.k == 4
 
 
 def test_benchmark_with_ldknn_in_the_grid(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import anomalib_pdae.data.cutpaste as cutpaste_module
 from anomalib_pdae import Ldknn, Pdae, Reb, Ulsad
 from anomalib_pdae.data.cutpaste import CutPaste
 from anomalib_pdae.models.components import Backbone, reb_embedding_dim
-from anomalib_pdae.models.ldknn.torch_model import LdknnModel
+from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings
 from anomalib_pdae.models.pdae.autoencoder import FeatureAutoEncoder
 from anomalib_pdae.models.pdae.torch_model import PdaeModel
 from anomalib_pdae.models.reb.torch_model import RebModel
@@ -63,13 +63,15 @@ def test_configs_pin_the_same_tags() -> None:
 def test_embedding_dim_defaults_to_rebs_for_the_backbone(backbone: str, expected: int) -> None:
     assert reb_embedding_dim(backbone) == expected
     with torch.device("meta"):  # the real architecture, no weights
-        model = LdknnModel(backbone=backbone, layers=_layers(backbone), pre_trained=False)
+        model = LdknnModel(LdknnSettings(backbone=backbone, layers=_layers(backbone)), pre_trained=False)
     assert model.embedding.embedding_dim == expected
 
 
 def test_explicit_embedding_dim_wins() -> None:
     with torch.device("meta"):
-        model = LdknnModel(backbone="wide_resnet50_2.tv_in1k", pre_trained=False, embedding_dim=256)
+        model = LdknnModel(
+            LdknnSettings(backbone="wide_resnet50_2.tv_in1k", embedding_dim=256), pre_trained=False
+        )
     assert model.embedding.embedding_dim == 256
 
 
@@ -167,6 +169,6 @@ def test_pdae_reads_the_native_width_of_the_training_images(tmp_path: Path) -> N
 
 def test_reb_builds_classifier_and_ldknn_on_a_tagged_wide_resnet() -> None:
     with torch.device("meta"):
-        model = RebModel("wide_resnet50_2.tv_in1k", pre_trained=False, layers=("layer2", "layer3"))
+        model = RebModel(LdknnSettings(backbone="wide_resnet50_2.tv_in1k"), pre_trained=False)
     assert model.classifier.encoder.pretrained_cfg["tag"] == "tv_in1k"
     assert model.ldknn.embedding.embedding_dim == 1024

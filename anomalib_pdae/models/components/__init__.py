@@ -1,4 +1,8 @@
-"""Pieces shared by several models: backbones, patch embedding, neighbour search, coreset."""
+"""Pieces shared by several models: backbones, patch embedding, neighbour search, coreset.
+
+Also here, imported by their module: the memory-bank models' base (``memory_bank``), the fit-stage
+timer (``stage_timer``), checkpoint and dataset guards, defaults and compression checks.
+"""
 
 from .backbone import Backbone
 from .coreset import greedy_coreset

@@ -140,6 +140,19 @@ def reb_embedding_dim(backbone: str) -> int:
     return REB_EMBEDDING_DIMS.get(backbone.split(".", maxsplit=1)[0], 512)
 
 
+AGGREGATIONS = ("reference", "anomalib")
+
+
+def check_embedding(embedding_dim: int, aggregation: str) -> None:
+    """Refuse an unknown aggregation or a non-positive embedding length, naming the argument."""
+    if aggregation not in AGGREGATIONS:
+        msg = f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}."
+        raise ValueError(msg)
+    if embedding_dim < 1:
+        msg = f"embedding_dim must be a positive integer, got {embedding_dim}."
+        raise ValueError(msg)
+
+
 class PatchEmbedding(nn.Module):
     """Turns multi-layer feature maps into one embedding per location of the first map.
 
@@ -155,16 +168,9 @@ class PatchEmbedding(nn.Module):
         torch.Size([1, 512, 32, 32])
     """
 
-    AGGREGATIONS = ("reference", "anomalib")
-
     def __init__(self, embedding_dim: int = 512, aggregation: str = "reference", patch_size: int = 3) -> None:
         super().__init__()
-        if aggregation not in self.AGGREGATIONS:
-            msg = f"aggregation must be one of {self.AGGREGATIONS}, got {aggregation!r}."
-            raise ValueError(msg)
-        if embedding_dim < 1:
-            msg = f"embedding_dim must be a positive integer, got {embedding_dim}."
-            raise ValueError(msg)
+        check_embedding(embedding_dim, aggregation)
         self.embedding_dim = embedding_dim
         self.aggregation = aggregation
         self.patch_size = patch_size

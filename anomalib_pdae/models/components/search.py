@@ -67,6 +67,36 @@ def nearest_neighbours(
     return (best_distances + squared_norms(queries)[:, None]).clamp_min(0), best_indices
 
 
+def check_search(
+    mode: str, candidates: int, projection_dim: int, features: int | None = None, k: int = 1
+) -> None:
+    """Refuse search settings :class:`NeighbourSearch` cannot honour, naming the argument.
+
+    ``features``: width of the rows searched when known before fitting; ``k``: neighbours asked for.
+    """
+    if mode not in SEARCH_MODES:
+        msg = f"search must be one of {', '.join(map(repr, SEARCH_MODES))}; got {mode!r}."
+        raise ValueError(msg)
+    if not isinstance(candidates, int) or candidates < 1:
+        msg = f"candidates (rows re-ranked per query) must be an integer >= 1, got {candidates!r}."
+        raise ValueError(msg)
+    if not isinstance(projection_dim, int) or projection_dim < 1:
+        msg = f"projection_dim must be an integer >= 1, got {projection_dim!r}."
+        raise ValueError(msg)
+    if mode == "approximate" and candidates < k:
+        msg = f"candidates={candidates} must be >= k={k}: the re-rank picks the k nearest among them."
+        raise ValueError(msg)
+    if mode == "approximate" and features is not None:
+        check_width(features, projection_dim)
+
+
+def check_width(features: int, projection_dim: int) -> None:
+    """Refuse a projection wider than the features it reduces."""
+    if projection_dim > features:
+        msg = f"projection_dim={projection_dim} is wider than the features it reduces ({features})."
+        raise ValueError(msg)
+
+
 class NeighbourSearch(DynamicBufferMixin, nn.Module):
     """The ``k`` nearest bank rows of queries, exact or approximate; called as ``search(queries, bank, k)``.
 
@@ -101,32 +131,12 @@ class NeighbourSearch(DynamicBufferMixin, nn.Module):
         k: int = 1,
     ) -> None:
         super().__init__()
-        if mode not in SEARCH_MODES:
-            msg = f"search must be one of {', '.join(map(repr, SEARCH_MODES))}; got {mode!r}."
-            raise ValueError(msg)
-        if not isinstance(candidates, int) or candidates < 1:
-            msg = f"candidates (rows re-ranked per query) must be an integer >= 1, got {candidates!r}."
-            raise ValueError(msg)
-        if not isinstance(projection_dim, int) or projection_dim < 1:
-            msg = f"projection_dim must be an integer >= 1, got {projection_dim!r}."
-            raise ValueError(msg)
-        if mode == "approximate" and candidates < k:
-            msg = f"candidates={candidates} must be >= k={k}: the re-rank picks the k nearest among them."
-            raise ValueError(msg)
-        if mode == "approximate" and features is not None:
-            self.check_width(features, projection_dim)
+        check_search(mode, candidates, projection_dim, features, k)
         self.mode = mode
         self.candidates = candidates
         self.projection_dim = projection_dim
         self.register_buffer("projection", torch.empty(0))
         self.register_buffer("projected_bank", torch.empty(0))
-
-    @staticmethod
-    def check_width(features: int, projection_dim: int) -> None:
-        """Refuse a projection wider than the features it reduces."""
-        if projection_dim > features:
-            msg = f"projection_dim={projection_dim} is wider than the features it reduces ({features})."
-            raise ValueError(msg)
 
     def check_bank_size(self, rows: int) -> None:
         """Refuse more candidates than bank rows (approximate only)."""
@@ -142,7 +152,7 @@ class NeighbourSearch(DynamicBufferMixin, nn.Module):
         if self.mode == "exact":
             return
         self.check_bank_size(len(bank))
-        self.check_width(bank.shape[1], self.projection_dim)
+        check_width(bank.shape[1], self.projection_dim)
         self.projection = principal_axes(bank, self.projection_dim)
         self.projected_bank = (bank @ self.projection).contiguous()
 

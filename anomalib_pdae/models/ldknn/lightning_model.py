@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.deploy import CompressionType
 from anomalib.metrics import Evaluator
-from anomalib.models.components import AnomalibModule, MemoryBankMixin
-from anomalib.pre_processing import PreProcessor
+from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
-from torchvision.transforms.v2 import Resize
 
 from anomalib_pdae.models.components.compression import check_compression
 from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
-from anomalib_pdae.models.components.guards import CheckpointGuard, check_datamodule
+from anomalib_pdae.models.components.guards import CheckpointGuard
+from anomalib_pdae.models.components.memory_bank import EmbeddingBankMixin
 
+from .settings import DEFAULTS, LdknnSettings
 from .torch_model import CHUNK_IMAGES, LdknnModel
 
-logger = logging.getLogger(__name__)
 
-
-class Ldknn(PluginDefaultsMixin, CheckpointGuard, MemoryBankMixin, AnomalibModule):
+class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibModule):
     """Local-density KNN (REB, Lyu et al.): 1-NN patch distance minus gamma × the local density.
 
     Training collects patch embeddings of normal images; when the epoch ends the memory bank
@@ -39,6 +35,10 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, MemoryBankMixin, AnomalibModul
     normalises its own input, so the pre-processor only resizes. Grey and RGBA images work as they
     are; anomalib's reader clips 16-bit images, so convert such a dataset first with
     :func:`anomalib_pdae.data.images.convert_to_8bit`.
+
+    ``backbone``, ``layers`` and ``k`` … ``projection_dim`` form the model's
+    :class:`~anomalib_pdae.models.ldknn.LdknnSettings` (``model.model.settings``), whose fields
+    give their defaults; ``model.model.rescore(scorer=..., k=...)`` re-scores a fitted bank.
 
     Args:
         backbone: timm architecture, optionally with its weights tag (``name.tag``).
@@ -76,89 +76,37 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, MemoryBankMixin, AnomalibModul
 
     def __init__(
         self,
-        backbone: str = "resnet18.tv_in1k",
-        layers: Sequence[str] = ("layer2", "layer3"),
+        backbone: str = DEFAULTS.backbone,
+        layers: Sequence[str] = DEFAULTS.layers,
         pre_trained: bool = True,
         weights: str | Path | None = None,
-        k: int = 5,
-        ld_coefficient: float = 1.0,
-        density_mode: str = "subtract",
-        image_score: str = "block_max",
-        scorer: str = "ldknn",
-        distance: str = "squared",
-        coreset_ratio: float = 1.0,
-        embedding_dim: int | None = None,
-        aggregation: str = "reference",
-        map_score: str = "score",
-        search: str = "exact",
-        candidates: int = 8,
-        projection_dim: int = 128,
+        k: int = DEFAULTS.k,
+        ld_coefficient: float = DEFAULTS.ld_coefficient,
+        density_mode: str = DEFAULTS.density_mode,
+        image_score: str = DEFAULTS.image_score,
+        scorer: str = DEFAULTS.scorer,
+        distance: str = DEFAULTS.distance,
+        coreset_ratio: float = DEFAULTS.coreset_ratio,
+        embedding_dim: int | None = DEFAULTS.embedding_dim,
+        aggregation: str = DEFAULTS.aggregation,
+        map_score: str = DEFAULTS.map_score,
+        search: str = DEFAULTS.search,
+        candidates: int = DEFAULTS.candidates,
+        projection_dim: int = DEFAULTS.projection_dim,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
+        # the LDKNN arguments, flat for the CLI and the checkpoints, become one validated record
+        settings = LdknnSettings.from_arguments(locals())
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        self.model = LdknnModel(
-            backbone=backbone,
-            layers=layers,
-            pre_trained=pre_trained,
-            weights=weights,
-            k=k,
-            ld_coefficient=ld_coefficient,
-            density_mode=density_mode,
-            image_score=image_score,
-            scorer=scorer,
-            distance=distance,
-            coreset_ratio=coreset_ratio,
-            embedding_dim=embedding_dim,
-            aggregation=aggregation,
-            map_score=map_score,
-            search=search,
-            candidates=candidates,
-            projection_dim=projection_dim,
-        )
-        self.embeddings: list[torch.Tensor] = []
-
-    @classmethod
-    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
-        """Resize to ``image_size`` (default 256×256, REB's; no centre crop). No normalisation here."""
-        return PreProcessor(transform=Resize(image_size or (256, 256), antialias=True))
-
-    @staticmethod
-    def configure_optimizers() -> None:
-        """LDKNN has nothing to optimise."""
-        return
-
-    def training_step(self, batch: Batch, *args, **kwargs) -> torch.Tensor:
-        """Collect the patch embeddings of a batch of normal images."""
-        del args, kwargs
-        self.embeddings.append(self.model(batch.image).cpu())
-        return torch.tensor(0.0, requires_grad=True, device=self.device)
-
-    def fit(self) -> None:
-        """Build the memory bank and its local densities from the collected embeddings."""
-        if not self.embeddings:
-            msg = "Ldknn received no training images: check the datamodule's training split."
-            raise ValueError(msg)
-        embeddings = _drain(self.embeddings)
-        logger.info("Fitting LDKNN on %d patch embeddings.", len(embeddings))
-        self.model.fit(embeddings.to(self.device))
-
-    def setup(self, stage: str | None = None) -> None:
-        """Check the datamodule's splits before the data loaders are built (see ``check_datamodule``)."""
-        super().setup(stage)
-        check_datamodule(self, stage)
-
-    def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
-        """Export to a pickled torch model; refuses an unfitted model (it would score nothing)."""
-        self.model.check_fitted()
-        return super().to_torch(export_root, model_file_name)
+        self.model = LdknnModel(settings, pre_trained=pre_trained, weights=weights)
 
     def to_openvino(
         self,
@@ -184,24 +132,3 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, MemoryBankMixin, AnomalibModul
             pred_score=torch.cat([part.pred_score for part in parts]),
             anomaly_map=torch.cat([part.anomaly_map for part in parts]),
         )
-
-    @property
-    def trainer_arguments(self) -> dict[str, Any]:
-        """One pass over the training data, no gradient clipping, no sanity validation."""
-        return {"gradient_clip_val": 0, "max_epochs": 1, "num_sanity_val_steps": 0, "devices": 1}
-
-    @property
-    def learning_type(self) -> LearningType:
-        """Trained on normal images only."""
-        return LearningType.ONE_CLASS
-
-
-def _drain(batches: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenate and empty ``batches`` at once, so the bank is never held twice in memory."""
-    out = batches[0].new_empty(sum(len(b) for b in batches), batches[0].shape[1])
-    start = 0
-    while batches:
-        batch = batches.pop(0)
-        out[start : start + len(batch)] = batch
-        start += len(batch)
-    return out

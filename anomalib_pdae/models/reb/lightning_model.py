@@ -25,6 +25,9 @@ from torchvision.transforms.v2 import Resize
 from anomalib_pdae.data.defectmaker import SALIENCY_MODES, Saliency, defect_batch, defect_task
 from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
 from anomalib_pdae.models.components.guards import CheckpointGuard, check_datamodule
+from anomalib_pdae.models.components.memory_bank import drain
+from anomalib_pdae.models.ldknn.settings import DEFAULTS as LDKNN
+from anomalib_pdae.models.ldknn.settings import LdknnSettings
 
 from .torch_model import RebModel
 
@@ -59,6 +62,9 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
 
     The optimiser, scheduler and counters are in Lightning checkpoints, so ``Engine.fit(...,
     ckpt_path=...)`` resumes fine-tuning where it stopped.
+
+    ``backbone``, ``layers`` and ``k`` … ``projection_dim`` form the LDKNN model's
+    :class:`~anomalib_pdae.models.ldknn.LdknnSettings`, whose fields give their defaults.
 
     Args:
         backbone: timm architecture and weights tag (REB: ``resnet18.tv_in1k`` or
@@ -114,23 +120,23 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
 
     def __init__(
         self,
-        backbone: str = "resnet18.tv_in1k",
-        layers: Sequence[str] = ("layer2", "layer3"),
+        backbone: str = LDKNN.backbone,
+        layers: Sequence[str] = LDKNN.layers,
         pre_trained: bool = True,
         weights: str | Path | None = None,
-        k: int = 5,
-        ld_coefficient: float = 1.0,
-        density_mode: str = "subtract",
-        image_score: str = "block_max",
-        scorer: str = "ldknn",
-        distance: str = "squared",
-        coreset_ratio: float = 1.0,
-        embedding_dim: int | None = None,
-        aggregation: str = "reference",
-        map_score: str = "score",
-        search: str = "exact",
-        candidates: int = 8,
-        projection_dim: int = 128,
+        k: int = LDKNN.k,
+        ld_coefficient: float = LDKNN.ld_coefficient,
+        density_mode: str = LDKNN.density_mode,
+        image_score: str = LDKNN.image_score,
+        scorer: str = LDKNN.scorer,
+        distance: str = LDKNN.distance,
+        coreset_ratio: float = LDKNN.coreset_ratio,
+        embedding_dim: int | None = LDKNN.embedding_dim,
+        aggregation: str = LDKNN.aggregation,
+        map_score: str = LDKNN.map_score,
+        search: str = LDKNN.search,
+        candidates: int = LDKNN.candidates,
+        projection_dim: int = LDKNN.projection_dim,
         num_updates: int = 300,
         images_per_update: int = 1000,
         freeze_updates: int = 40,
@@ -153,6 +159,8 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
+        # the LDKNN arguments, flat for the CLI and the checkpoints, become one validated record
+        settings = LdknnSettings.from_arguments(locals())
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -170,24 +178,7 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
             raise ValueError(msg)
         self.maker = defect_task(defects, jitter=jitter, soften_prob=soften_prob, texture_dir=texture_dir)
         self.model = RebModel(
-            backbone=backbone,
-            num_classes=self.maker.num_classes,
-            pre_trained=pre_trained,
-            weights=weights,
-            layers=layers,
-            k=k,
-            ld_coefficient=ld_coefficient,
-            density_mode=density_mode,
-            image_score=image_score,
-            scorer=scorer,
-            distance=distance,
-            coreset_ratio=coreset_ratio,
-            embedding_dim=embedding_dim,
-            aggregation=aggregation,
-            map_score=map_score,
-            search=search,
-            candidates=candidates,
-            projection_dim=projection_dim,
+            settings, pre_trained=pre_trained, weights=weights, num_classes=self.maker.num_classes
         )
         self.automatic_optimization = False
         self.num_updates = num_updates
@@ -346,8 +337,7 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         if not self.embeddings:
             msg = "Reb has no training embeddings: check the datamodule's training split."
             raise ValueError(msg)
-        embeddings = torch.cat(self.embeddings)
-        self.embeddings.clear()
+        embeddings = drain(self.embeddings)
         logger.info("Fitting LDKNN on %d patch embeddings.", len(embeddings))
         self.model.ldknn.fit(embeddings.to(self.device))
         self._is_fitted = torch.tensor(True, device=self.device)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 from anomalib.data import InferenceBatch
 from torch import nn
 
 from anomalib_pdae.data.defectmaker import NUM_CLASSES
-from anomalib_pdae.models.ldknn import LdknnModel
+from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings
 
 from .classifier import DefectClassifier
 
@@ -24,32 +23,30 @@ class RebModel(nn.Module):
     logits; in eval mode LDKNN's ``InferenceBatch``.
 
     Args:
-        backbone: timm architecture shared by both parts.
+        settings: LDKNN's configuration; its backbone is the classifier's too.
         pre_trained: start from timm's pretrained weights (needs the model hub).
         weights: local weights file for air-gapped machines (overrides ``pre_trained``).
         num_classes: classes of the self-supervised task.
-        **ldknn_args: the remaining arguments of :class:`LdknnModel` (layers, k, ...).
 
     Example:
-        >>> model = RebModel("resnet18", pre_trained=False, layers=("layer2", "layer3"), k=2)
+        >>> settings = LdknnSettings(backbone="resnet18", k=2)
+        >>> model = RebModel(settings, pre_trained=False)
         >>> model.train()(torch.rand(2, 3, 64, 64)).shape
         torch.Size([2, 7])
     """
 
     def __init__(
         self,
-        backbone: str = "resnet18.tv_in1k",
+        settings: LdknnSettings | None = None,
         pre_trained: bool = True,
         weights: str | Path | None = None,
         num_classes: int = NUM_CLASSES,
-        **ldknn_args: Any,
     ) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.ldknn_args = ldknn_args
+        settings = settings or LdknnSettings()
         # LDKNN first: its backbone checks the architecture and layer names with clear messages
-        self.ldknn = LdknnModel(backbone=backbone, pre_trained=pre_trained, weights=weights, **ldknn_args)
-        self.classifier = DefectClassifier(backbone, pre_trained, weights, num_classes)
+        self.ldknn = LdknnModel(settings, pre_trained=pre_trained, weights=weights)
+        self.classifier = DefectClassifier(settings.backbone, pre_trained, weights, num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | InferenceBatch:
         """Training: class logits ``(B, num_classes)``. Eval: LDKNN scores and anomaly maps."""
@@ -67,4 +64,4 @@ class RebModel(nn.Module):
     def use_backbone(self, weights: str | Path) -> None:
         """Rebuild LDKNN on a backbone weights file (the fine-tuned one); its bank starts empty."""
         device = next(self.classifier.parameters()).device
-        self.ldknn = LdknnModel(backbone=self.backbone, weights=weights, **self.ldknn_args).to(device)
+        self.ldknn = LdknnModel(self.ldknn.settings, weights=weights).to(device)
