@@ -34,13 +34,16 @@ rank-sum formula (equal to anomalib's `AUROC`, tested in `tests/test_benchmarks_
 all over the whole test split. ms/image: the 1-NN search of the bank plus the map path, in this
 process on two shared cores (loaded machine: compare within a group only).
 
-**Not yet measured** (the two CPU cores were shared by many jobs during the run): the 10% and
-100% banks, the embedding-dim (128/256/1024) and aggregation banks, and most map-path rows; the
-script runs them by default (`--level full`, `--ratios 0.01 0.1`). The MobileNetV2 baseline row
-comes from the first full run, which printed it and then stopped on a bug in a map-path name
-(fixed); the rows after it were re-run with `--backbones mobilenetv2_100 --ratios 0.01 --no-dims
---no-baseline --level key --part mobilenet`, the EfficientNet-Lite0 rows with
-`--backbones tf_efficientnet_lite0 --ratios 0.01 --no-dims --level key --part efficientnet`.
+**Runs behind these tables** (each writes `results/localisation_<part>.json`; `--render` joins
+them): the baselines and the 1% reference banks with `--ratios 0.01 --no-dims --level key`
+(parts `mobilenet_baseline`, `mobilenet`, `efficientnet`); the anomalib-aggregation banks at 1%
+with `--backbones mobilenetv2_100 tf_efficientnet_lite0 --ratios 0.01 --no-baseline --aggregations
+anomalib --no-dims --level key --part anomalib`; MobileNetV2's 10% banks and embedding dims with
+`--backbones mobilenetv2_100 --ratios 0.1 --aggregations reference anomalib --no-baseline --level
+key --part mobilenet_dims`. **Not measured:** the 100% bank (its local densities compare 256 000
+rows with 256 000 in 512 dimensions, ~34 TFLOP, hours on two cores), EfficientNet-Lite0's 10%
+and embedding-dim banks, and the map-path rows of `--level full` other than REB's own path
+(upsampling mode and size, σ, blur before interpolation, anomalib's `AnomalyMapGenerator`).
 
 Command (repository root): `python benchmarks/localisation.py --data-root ../shared/data
 --weights-dir ../shared/weights` (started {started}).
