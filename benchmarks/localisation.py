@@ -163,7 +163,7 @@ def anomaly_map(scores: torch.Tensor, path: str) -> tuple[torch.Tensor, float]:
         grid_sigma = SIGMA * scores.shape[-1] / data.IMAGE_SIZE
         out = F.interpolate(GaussianBlur2d(sigma=grid_sigma, channels=1)(scores), size=size, mode="bilinear")
     else:
-        mode = path.split(maxsplit=1)[0]
+        mode = path.split(maxsplit=1)[0].rstrip(",")
         out = F.interpolate(scores, size=size, mode=mode, align_corners=None if mode == "nearest" else False)
         if "scipy" in path:
             out = torch.from_numpy(np.stack([ndimage.gaussian_filter(m, sigma=SIGMA) for m in out.numpy()]))
