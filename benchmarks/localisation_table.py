@@ -40,10 +40,12 @@ them): the baselines and the 1% reference banks with `--ratios 0.01 --no-dims --
 with `--backbones mobilenetv2_100 tf_efficientnet_lite0 --ratios 0.01 --no-baseline --aggregations
 anomalib --no-dims --level key --part anomalib`; MobileNetV2's 10% banks and embedding dims with
 `--backbones mobilenetv2_100 --ratios 0.1 --aggregations reference anomalib --no-baseline --level
-key --part mobilenet_dims`. **Not measured:** the 100% bank (its local densities compare 256 000
-rows with 256 000 in 512 dimensions, ~34 TFLOP, hours on two cores), EfficientNet-Lite0's 10%
-and embedding-dim banks, and the map-path rows of `--level full` other than REB's own path
-(upsampling mode and size, σ, blur before interpolation, anomalib's `AnomalyMapGenerator`).
+key --part mobilenet_dims`; MobileNetV2's map-path rows with `--backbones mobilenetv2_100
+--ratios 0.01 --no-baseline --no-dims --level full --part full`; EfficientNet-Lite0's 10%, map-path
+and embedding-dim banks with `--backbones tf_efficientnet_lite0 --ratios 0.01 0.1 --aggregations
+reference anomalib --no-baseline --part efficientnet_full`. **Not measured:** the 100% bank (its
+local densities compare 256 000 rows with 256 000 in 512 dimensions, ~34 TFLOP, hours on two
+cores).
 
 Command (repository root): `python benchmarks/localisation.py --data-root ../shared/data
 --weights-dir ../shared/weights` (started {started}).
