@@ -112,3 +112,8 @@ def test_export_loads_where_this_package_was_never_imported(
     scores = json.loads(result.stdout.strip().splitlines()[-1])
     expected = [float(_predict(fitted["model"], _images([Path(path)])).pred_score) for path in paths]
     np.testing.assert_allclose(scores, expected, atol=1e-4)
+
+
+def test_export_restores_the_in_place_activations(fitted: dict, exported: Path) -> None:
+    """The export runs activations out of place (a faster trace) and puts the flags back."""
+    assert sum(getattr(module, "inplace", None) is True for module in fitted["model"].modules()) > 0

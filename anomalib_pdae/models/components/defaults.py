@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from torch import nn
 
 from anomalib_pdae import quiet
 from anomalib_pdae.panels import PanelVisualizer
@@ -38,4 +42,23 @@ class PluginDefaultsMixin:
         """Anomalib's ONNX export at opset 18 (no down-conversion), without the exporter's progress."""
         kwargs.setdefault("opset_version", ONNX_OPSET)
         kwargs.setdefault("verbose", quiet.verbose() or False)
-        return super().to_onnx(export_root, model_file_name, input_size, **kwargs)  # type: ignore[misc]
+        with _out_of_place(self):  # type: ignore[arg-type]
+            return super().to_onnx(export_root, model_file_name, input_size, **kwargs)  # type: ignore[misc]
+
+
+@contextmanager
+def _out_of_place(model: nn.Module) -> Iterator[None]:
+    """Run ``model``'s in-place activations out of place for the duration of the block.
+
+    The dynamo exporter decomposes in-place ops (timm's ``ReLU6(inplace=True)`` in MobileNetV2)
+    through symbolic-shape reference implementations, which makes half of the export time; the
+    out-of-place graph is the same once converted, and the flags are restored afterwards.
+    """
+    switched = [m for m in model.modules() if getattr(m, "inplace", False) is True]
+    for module in switched:
+        module.inplace = False
+    try:
+        yield
+    finally:
+        for module in switched:
+            module.inplace = True
