@@ -1,4 +1,4 @@
-"""Round trips of all four models: checkpoint, OpenVINO export, and the export in a clean process."""
+"""Round trips of all four models: checkpoint, OpenVINO export (plain and compressed), clean process."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pytest
 import torch
 from anomalib.data import MVTecAD
 from anomalib.data.utils import read_image
-from anomalib.deploy import ExportType, OpenVINOInferencer
+from anomalib.deploy import CompressionType, ExportType, OpenVINOInferencer
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
 from anomalib_pdae.deploy import EXACT_CPU_CONFIG
+from tests.openvino_outputs import run_exported
 from tests.small_models import MODELS, small_model
 
 pytestmark = pytest.mark.slow
@@ -44,14 +45,25 @@ def fitted(request, synthetic_root: Path, tmp_path_factory: pytest.TempPathFacto
     tmp = tmp_path_factory.mktemp(f"round_trip_{name}")
     seed_everything(0)
     model = small_model(name, tmp)
-    datamodule = MVTecAD(
-        root=synthetic_root, category="synthetic", train_batch_size=8, eval_batch_size=8, num_workers=0
-    )
+    datamodule = _datamodule(synthetic_root)
     engine = Engine(default_root_dir=tmp, logger=False, enable_progress_bar=False, max_epochs=1)
     engine.fit(model, datamodule=datamodule)
     (checkpoint,) = tmp.rglob("model.ckpt")
     paths = sorted((synthetic_root / "synthetic" / "test").rglob("00[01].png"))[:3]
-    return {"name": name, "model": model.eval(), "engine": engine, "checkpoint": checkpoint, "paths": paths}
+    return {
+        "name": name,
+        "model": model.eval(),
+        "engine": engine,
+        "checkpoint": checkpoint,
+        "paths": paths,
+        "datamodule": datamodule,
+    }
+
+
+def _datamodule(synthetic_root: Path) -> MVTecAD:
+    return MVTecAD(
+        root=synthetic_root, category="synthetic", train_batch_size=8, eval_batch_size=8, num_workers=0
+    )
 
 
 def _images(paths: list[Path]) -> torch.Tensor:
@@ -117,3 +129,50 @@ def test_export_loads_where_this_package_was_never_imported(
 def test_export_restores_the_in_place_activations(fitted: dict, exported: Path) -> None:
     """The export runs activations out of place (a faster trace) and puts the flags back."""
     assert sum(getattr(module, "inplace", None) is True for module in fitted["model"].modules()) > 0
+
+
+def _compressed(fitted: dict, root: Path, compression_type: CompressionType) -> Path:
+    return Path(
+        fitted["engine"].export(
+            fitted["model"],
+            ExportType.OPENVINO,
+            export_root=root,
+            compression_type=compression_type,
+            datamodule=fitted["datamodule"],
+        )
+    )
+
+
+def test_fp16_export_scores_like_torch(fitted: dict, tmp_path: Path) -> None:
+    """FP16 weights move scores and maps by a few per cent of their range; the ranking holds."""
+    path = _compressed(fitted, tmp_path, CompressionType.FP16)
+    images = _images(fitted["paths"])
+    expected = _predict(fitted["model"], images)
+    got = run_exported(path, images)
+    np.testing.assert_allclose(got["pred_score"].reshape(-1), expected.pred_score.numpy(), atol=0.03)
+    np.testing.assert_allclose(
+        got["anomaly_map"].reshape(-1), expected.anomaly_map.numpy().reshape(-1), atol=0.03
+    )
+    assert got["pred_score"].reshape(-1).argsort().tolist() == expected.pred_score.numpy().argsort().tolist()
+
+
+def test_int8_weights_export_scores_like_torch(fitted: dict, tmp_path: Path) -> None:
+    """8-bit weights: normalised scores within 0.1 of torch's, maps within 0.1 on average."""
+    path = _compressed(fitted, tmp_path, CompressionType.INT8)
+    images = _images(fitted["paths"])
+    expected = _predict(fitted["model"], images)
+    got = run_exported(path, images)
+    np.testing.assert_allclose(got["pred_score"].reshape(-1), expected.pred_score.numpy(), atol=0.1)
+    assert got["anomaly_map"].shape == tuple(expected.anomaly_map.shape)
+    assert np.abs(got["anomaly_map"] - expected.anomaly_map.numpy()).mean() < 0.1
+
+
+@pytest.mark.parametrize("compression_type", [CompressionType.INT8_PTQ, CompressionType.INT8_ACQ])
+def test_eight_bit_activations_are_refused_before_anything_is_written(
+    fitted: dict, tmp_path: Path, compression_type: CompressionType
+) -> None:
+    export_root = tmp_path / "export"
+    match = f"{fitted['name']} cannot be exported with compression_type={compression_type.value}: "
+    with pytest.raises(ValueError, match=match):
+        _compressed(fitted, export_root, compression_type)
+    assert not export_root.exists()

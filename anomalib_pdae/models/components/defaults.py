@@ -7,9 +7,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from anomalib.deploy import CompressionType
 from torch import nn
 
 from anomalib_pdae import quiet
+from anomalib_pdae.models.components.compression import check_compression, compress
 from anomalib_pdae.panels import PanelVisualizer
 
 # The ONNX exporter's own opset. anomalib asks for 14, which makes torch down-convert the graph
@@ -44,6 +46,31 @@ class PluginDefaultsMixin:
         kwargs.setdefault("verbose", quiet.verbose() or False)
         with _out_of_place(self):  # type: ignore[arg-type]
             return super().to_onnx(export_root, model_file_name, input_size, **kwargs)  # type: ignore[misc]
+
+    def to_openvino(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        compression_type: CompressionType | None = None,
+        **kwargs: Any,
+    ) -> Path:
+        """Anomalib's OpenVINO export; a refused compression type is refused before any write."""
+        check_compression(type(self).__name__, compression_type)
+        return super().to_openvino(export_root, model_file_name, input_size, compression_type, **kwargs)  # type: ignore[misc]
+
+    def _compress_ov_model(
+        self,
+        model: Any,
+        compression_type: CompressionType | None = None,
+        datamodule: Any = None,
+        metric: Any = None,
+        task: Any = None,
+        max_drop: float = 0.01,
+    ) -> Any:
+        """8-bit weights by :func:`compress` (the other INT8 types are refused)."""
+        del datamodule, metric, task, max_drop
+        return compress(model, CompressionType(compression_type))
 
 
 @contextmanager

@@ -15,7 +15,6 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
-from anomalib_pdae.models.components.compression import check_compression
 from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
 from anomalib_pdae.models.components.guards import CheckpointGuard
 from anomalib_pdae.models.components.memory_bank import EmbeddingBankMixin
@@ -116,12 +115,8 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibMo
         compression_type: CompressionType | None = None,
         **kwargs: Any,
     ) -> Path:
-        """Export to OpenVINO; refuses an unfitted model and the compression types LDKNN does not support.
-
-        Both are refused before anything is written to ``export_root``.
-        """
+        """Export to OpenVINO; an unfitted model is refused before anything is written."""
         self.model.check_fitted()
-        check_compression("Ldknn", compression_type)
         return super().to_openvino(export_root, model_file_name, input_size, compression_type, **kwargs)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
