@@ -1,10 +1,4 @@
-"""Reproduce a published table: ``python -m benchmarks TABLE [--smoke] [--plan] [--ray [ADDRESS]] ...``.
-
-Writes ``<results>/<table>.csv`` (one row per dataset, category, method and metric, with the
-weights that produced it), ``<results>/<table>.md`` (ours | published | difference) and one JSON
-log per job in ``<results>/runs/``. Re-running continues with the jobs missing from the CSV.
-``--plan`` lists the jobs and their estimated durations and runs nothing. See README.md.
-"""
+"""Reproduce a published table: writes ``<table>.csv``, ``<table>.md`` and ``runs/`` (see README.md)."""
 
 from __future__ import annotations
 
@@ -16,12 +10,10 @@ from .jobs import build_specs
 from .plan import missing, plan
 from .report import write_report
 from .runner import read_results, run_table
-from .settings import BACKBONES, Settings
+from .settings import BACKBONES, SHARED, WEIGHTS_FILES, Settings
 from .tables import TABLES
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA_ROOT = HERE.parents[1] / "shared" / "data"
-SMOKE_WEIGHTS = "mobilenetv2_100.tv_in1k.safetensors"
 SMOKE = {
     "backbone": "mobilenetv2_100",
     "image_size": 128,
@@ -34,37 +26,22 @@ SMOKE |= {"smoke": True, "k_values": (1, 9, 33), "coreset_ratios": (0.1, 0.01)}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("table", choices=sorted(TABLES))
-    parser.add_argument("--smoke", action="store_true", help="KolektorSDD stand-in, tiny settings")
-    parser.add_argument(
-        "--plan", action="store_true", help="list the jobs and estimated durations; run nothing"
-    )
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="run the jobs as Ray tasks: on a new local instance, or on the cluster at ADDRESS",
-    )
-    parser.add_argument(
-        "--data-root",
-        type=Path,
-        default=DEFAULT_DATA_ROOT,
-        help="folder holding MVTecAD/, MVTec_LOCO/, BTech/ (smoke: holding kolektorsdd/)",
-    )
-    parser.add_argument("--backbone", choices=sorted(BACKBONES), default=None)
-    parser.add_argument("--weights", type=Path, default=None, help="local timm weights file")
-    parser.add_argument("--categories", nargs="+", default=None, help="run only these categories")
-    parser.add_argument("--results", type=Path, default=None, help="output folder")
-    parser.add_argument("--accelerator", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--textures",
-        type=Path,
-        default=None,
-        help="table5: texture images for the DRAEM representation (DTD, e.g. dtd/images)",
-    )
+    add = parser.add_argument
+    add("table", choices=sorted(TABLES))
+    add("--smoke", action="store_true", help="KolektorSDD stand-in, tiny settings")
+    add("--plan", action="store_true", help="list the jobs and estimated durations; run nothing")
+    ray_help = "run the jobs as Ray tasks: on a new local instance, or on the cluster at ADDRESS"
+    add("--ray", nargs="?", const="local", default=None, metavar="ADDRESS", help=ray_help)
+    data_help = "folder holding MVTecAD/, MVTec_LOCO/, BTech/ (smoke: holding kolektorsdd/)"
+    add("--data-root", type=Path, default=SHARED / "data", help=data_help)
+    add("--backbone", choices=sorted(BACKBONES), default=None)
+    add("--weights", type=Path, default=None, help="local timm weights file")
+    add("--categories", nargs="+", default=None, help="run only these categories")
+    add("--results", type=Path, default=None, help="output folder")
+    add("--accelerator", default="auto")
+    add("--seed", type=int, default=0)
+    textures_help = "table5: texture images for the DRAEM representation (DTD, e.g. dtd/images)"
+    add("--textures", type=Path, default=None, help=textures_help)
     return parser.parse_args(argv)
 
 
@@ -98,20 +75,12 @@ def main(argv: list[str] | None = None) -> Path | None:
     args = parse_args(argv)
     settings = settings_for(args)
     results_dir = args.results or HERE / "results" / ("smoke" if args.smoke else "")
-    weights = args.weights
-    if args.smoke and weights is None:
-        weights = args.data_root.parent / "weights" / SMOKE_WEIGHTS
+    smoke_weights = args.data_root.parent / "weights" / WEIGHTS_FILES[SMOKE["backbone"]]
+    weights = args.weights or (smoke_weights if args.smoke else None)
     runs_dir = results_dir / "runs"
-    specs = build_specs(
-        args.table,
-        settings,
-        args.data_root.resolve(),
-        runs_dir,
-        categories=args.categories,
-        weights=None if weights is None else weights.resolve(),
-        accelerator=args.accelerator,
-        seed=args.seed,
-    )
+    options = {"categories": args.categories, "accelerator": args.accelerator, "seed": args.seed}
+    weights = None if weights is None else weights.resolve()
+    specs = build_specs(args.table, settings, args.data_root.resolve(), runs_dir, weights=weights, **options)
     if args.plan:
         print(plan(specs))
         return None

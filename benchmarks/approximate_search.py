@@ -1,24 +1,6 @@
-"""LDKNN's approximate neighbour search against the exact one, on one fitted bank per backbone.
+"""LDKNN's approximate neighbour search against the exact one, on one fitted bank per backbone (README.md).
 
-Per backbone (mobilenetv2_100 and tf_efficientnet_lite0, real ImageNet weights, ``blocks.2`` +
-``blocks.4``, 256×256, D = 512, K = 5, 10% coreset), in one process:
-
-1. Fit LDKNN once on the KolektorSDD training images (exact bank, local densities).
-2. Choose the approximate parameters on the training data only: for a grid of
-   (``projection_dim``, ``candidates``), recall of the exact 1-NN and search time on a sample of
-   training patches. The chosen setting is the fastest whose recall is >= ``--min-recall``.
-3. Score the test split with the exact search and with the chosen approximate search (and with
-   the package's default setting if it differs): image and pixel AUROC, scoring time per image
-   (patch scores + image score + map, embeddings given) and full ``forward`` time per image at
-   batch 1, medians over the timed images, ratio exact / approximate from the same process.
-
-The machine load (``uptime``) is recorded with the numbers. Pixel AUROC is on the 256×256 maps
-against the masks resized to 256×256 (nearest), the same for both searches.
-
-Usage: ``python benchmarks/approximate_search.py [--data-root ../shared/data]
-[--weights-dir ../shared/weights] [--backbones mobilenetv2_100 tf_efficientnet_lite0]``
-Writes ``benchmarks/results/approximate_search.md`` and ``.json``; backbones already in the json
-and not run again are kept, so the backbones may run in separate processes.
+Writes ``benchmarks/results/approximate_search.md`` and ``.json`` (backbones not run again are kept).
 """
 
 from __future__ import annotations
@@ -28,7 +10,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -37,15 +18,12 @@ from torchvision.transforms.v2.functional import resize
 from anomalib_pdae.models.components import NeighbourSearch, nearest_neighbours
 from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings
 from anomalib_pdae.models.ldknn.settings import DEFAULTS
+from benchmarks.markdown import pipe_table
 from benchmarks.metrics import auroc
+from benchmarks.settings import SHARED, WEIGHTS_FILES
+from benchmarks.timing import timed
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 RESULTS = Path(__file__).resolve().parent / "results" / "approximate_search"
-WEIGHTS = {
-    "mobilenetv2_100": "mobilenetv2_100.tv_in1k.safetensors",
-    "tf_efficientnet_lite0": "tf_efficientnet_lite0.in1k.safetensors",
-}
 LAYERS = ("blocks.2", "blocks.4")
 SIZE = 256
 SETTINGS = {"k": 5, "ld_coefficient": 1.0, "embedding_dim": 512, "coreset_ratio": 0.1}
@@ -71,23 +49,17 @@ def _images(data_root: str, split: str) -> tuple[torch.Tensor, torch.Tensor, tor
     return torch.stack(images), torch.tensor(labels), torch.stack(masks)
 
 
-def _seconds(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
 def _grid(model: LdknnModel, patches: torch.Tensor) -> list[dict]:
     """Recall of the exact 1-NN and search time per setting, on training patches."""
     bank = model.memory_bank
-    exact_seconds = _seconds(lambda: nearest_neighbours(patches, bank, k=1))
+    exact_seconds = timed(nearest_neighbours, patches, bank, k=1)[1]
     exact_index = nearest_neighbours(patches, bank, k=1)[1][:, 0]
     rows = []
     for projection_dim in GRID["projection_dim"]:
         for candidates in GRID["candidates"]:
             search = NeighbourSearch("approximate", candidates, projection_dim)
             search.fit(bank)
-            seconds = _seconds(lambda search=search: search(patches, bank, k=1))
+            seconds = timed(search, patches, bank, k=1)[1]
             index = search(patches, bank, k=1)[1][:, 0]
             rows.append(
                 {
@@ -109,7 +81,7 @@ def _score(model: LdknnModel, embeddings: torch.Tensor) -> tuple[torch.Tensor, t
 
 def _median_ms(function, items: torch.Tensor) -> float:
     function(items[:1])  # warm-up
-    return 1000 * statistics.median(_seconds(lambda item=item: function(item[None])) for item in items)
+    return 1000 * statistics.median(timed(function, item[None])[1] for item in items)
 
 
 def _evaluate(model: LdknnModel, test: tuple, embeddings: torch.Tensor) -> dict:
@@ -127,14 +99,12 @@ def _evaluate(model: LdknnModel, test: tuple, embeddings: torch.Tensor) -> dict:
 def _run_backbone(backbone: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     settings = LdknnSettings(backbone=backbone, layers=LAYERS, **SETTINGS)
-    model = LdknnModel(settings, weights=Path(args.weights_dir) / WEIGHTS[backbone])
+    model = LdknnModel(settings, weights=Path(args.weights_dir) / WEIGHTS_FILES[backbone])
     train = _images(args.data_root, "train")[0]
     model.train()
     with torch.no_grad():
         embeddings = torch.cat([model(part) for part in train.split(BATCH)])
-    start = time.perf_counter()
-    model.fit(embeddings, progress=False)
-    fit_seconds = time.perf_counter() - start
+    fit_seconds = timed(model.fit, embeddings, progress=False)[1]
     model.eval()
     sample = embeddings[torch.randperm(len(embeddings))[:SAMPLE_PATCHES]]
     del embeddings
@@ -207,13 +177,12 @@ def _write(results: dict, args: argparse.Namespace) -> None:
             f"Parameter grid on {SAMPLE_PATCHES} training patches (recall of the exact 1-NN; search "
             "speed-up over exact on the same patches):",
             "",
-            "| projection_dim | candidates | recall | search speed-up |",
-            "|---|---|---|---|",
         ]
-        lines += [
-            f"| {r['projection_dim']} | {r['candidates']} | {r['recall']:.4f} | {r['speed_up']:.2f}× |"
+        cells = [
+            [r["projection_dim"], r["candidates"], f"{r['recall']:.4f}", f"{r['speed_up']:.2f}×"]
             for r in result["grid"]
         ]
+        lines += pipe_table(["projection_dim", "candidates", "recall", "search speed-up"], cells)
     RESULTS.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -221,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=str(SHARED / "data"))
     parser.add_argument("--weights-dir", default=str(SHARED / "weights"))
-    parser.add_argument("--backbones", nargs="+", default=list(WEIGHTS))
+    parser.add_argument("--backbones", nargs="+", default=list(WEIGHTS_FILES))
     parser.add_argument("--min-recall", type=float, default=0.95)
     parser.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     args = parser.parse_args()

@@ -1,24 +1,21 @@
-"""What a job spec builds: the datamodule, the model, the Engine, and the weights record.
-
-Shared by :mod:`benchmarks.job` and :mod:`benchmarks.reb_rows`.
-"""
+"""What a job spec builds: the datamodule, the model, the Engine, and the weights record."""
 
 from __future__ import annotations
 
 import hashlib
 import random
 from pathlib import Path
-from typing import Any
 
 
-def limited_datamodule(name: str, n_train: int | None, n_test: int | None, seed: int, **kwargs: Any):
-    """Build anomalib's datamodule ``name``, optionally on seeded random subsets.
+def build_datamodule(spec: dict):
+    """Anomalib's datamodule of the spec, on seeded random subsets when it has ``n_train``/``n_test``.
 
     ``n_train`` normal training images; ``n_test`` test images, half normal and half anomalous.
     """
     from anomalib import data
 
-    base = getattr(data, name)
+    base = getattr(data, spec["datamodule"])
+    n_train, n_test, seed = spec.get("n_train"), spec.get("n_test"), spec["seed"]
 
     class Limited(base):
         def _setup(self, _stage: str | None = None) -> None:
@@ -36,16 +33,16 @@ def limited_datamodule(name: str, n_train: int | None, n_test: int | None, seed:
                 self.test_data = self.test_data.subsample(sorted(keep))
 
     Limited.__name__ = base.__name__
-    return Limited(**kwargs)
+    sizes = {"train_batch_size": spec["batch_size"], "eval_batch_size": spec["batch_size"]}
+    return Limited(root=spec["root"], category=spec["category"], num_workers=spec["num_workers"], **sizes)
 
 
 def _load_weights(module, weights: str) -> None:
     """Load a timm checkpoint into a features-only timm model; every parameter must be covered."""
     from safetensors.torch import load_file
 
-    result = module.load_state_dict(load_file(weights), strict=False)
-    if result.missing_keys:
-        missing = result.missing_keys
+    missing = module.load_state_dict(load_file(weights), strict=False).missing_keys
+    if missing:
         msg = f"weights {weights} miss {len(missing)} parameters of the model, e.g. {missing[:3]}"
         raise ValueError(msg)
 
@@ -86,8 +83,7 @@ def build_model(spec: dict):
 def quiet_engine(root: str, accelerator: str, callbacks: list, max_epochs: int | None = None):
     """The Engine every job fits with: no logger, no progress bar, no validation epoch.
 
-    ``max_epochs`` bounds trainable models (``-1``: until the model stops itself, as Reb does
-    after its fine-tuning updates and bank pass); ``None`` leaves Lightning's default.
+    ``max_epochs``: ``-1`` until the model stops itself (Reb); ``None`` leaves Lightning's default.
     """
     from anomalib.engine import Engine
 

@@ -1,10 +1,6 @@
-"""Draw every DefectMaker defect type on real images, for a person to judge their realism.
+"""Draw every DefectMaker defect type on real images, for a person to judge their realism (README.md).
 
-Rows come in pairs per base image: the seven self-supervised variants as the network sees them
-(256×256, after the base image's colour jitter and flip/rotation), then the same with the
-defect's outline drawn in red. Columns are the classes 0-6.
-
-    python benchmarks/defectmaker_grid.py [--data ../shared/data/kolektorsdd] [--images 3]
+python benchmarks/defectmaker_grid.py [--data ../shared/data/kolektorsdd] [--images 3]
 """
 
 from __future__ import annotations
@@ -17,8 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from anomalib_pdae.data.defectmaker import CLASS_NAMES, DefectMaker, Saliency
+from benchmarks.settings import SHARED
 
-REPO = Path(__file__).resolve().parents[1]
 TILE = 256
 HEADER = 18
 
@@ -40,10 +36,12 @@ def outlined(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "kolektorsdd")
+    parser.add_argument("--data", type=Path, default=SHARED / "data" / "kolektorsdd")
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "defectmaker_grid.png")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "defectmaker_grid.png"
+    )
     args = parser.parse_args()
 
     paths = sorted((args.data / "train" / "good").glob("*.png"))

@@ -1,9 +1,6 @@
-"""The one job builder: a table's rows become job specs, one per (dataset, category, model).
+"""The one job builder: each job kind (a table's ``jobs`` entry) builds the model part of a spec.
 
-A job kind (a table's ``jobs`` entry) builds the model part of a spec from the run's
-:class:`~benchmarks.settings.Settings`; :func:`build_specs` adds the data, paths and seed. A spec
-may list ``variants`` (scorer, K: one fitted bank re-scored per variant) or a ``sweep`` (init-arg
-overrides: one fit each); see :mod:`benchmarks.job`.
+:func:`build_specs` adds the data, paths and seed: one spec per (dataset, category, model).
 """
 
 from __future__ import annotations
@@ -35,8 +32,7 @@ def ldknn(table: Table, settings: Settings) -> dict:
     """LDKNN on the full bank with the table's fixed K, on the backbone's tagged weights."""
     backbone, k = BACKBONES[settings.backbone], _k(table, settings)
     init_args = {"backbone": backbone["weights"], "layers": backbone["layers"], "k": k, "coreset_ratio": 1.0}
-    init_args["embedding_dim"] = backbone["dim"]
-    return _job("Ldknn", "ldknn", f"LDKNN (K={k})", init_args)
+    return _job("Ldknn", "ldknn", f"LDKNN (K={k})", {**init_args, "embedding_dim": backbone["dim"]})
 
 
 def patchcore(table: Table, settings: Settings) -> dict:
@@ -56,10 +52,9 @@ def ldknn_variable_k(table: Table, settings: Settings) -> dict:
 
 
 def reb(table: Table, settings: Settings) -> dict:
-    """DefectMaker (KNN, K=1) and REB (LDKNN, fixed and variable K) on one fine-tuned bank.
+    """DefectMaker (KNN, K=1) and REB (LDKNN, fixed and, with known candidates, variable K) on one bank.
 
-    Fitted for the first variant: plain KNN needs no local densities. REB (variable K) only
-    where REB's K candidates for the dataset are known.
+    Fitted for the first variant: plain KNN needs no local densities.
     """
     k = _k(table, settings)
     variants = [
@@ -141,7 +136,7 @@ def table5(table: Table, settings: Settings) -> list[dict]:
     which the GDE job of the same category reuses.
     """
     backbone = BACKBONES[settings.backbone]
-    gde_args = {"backbone": backbone["weights"], "layer": papers.LAST_LAYERS[settings.backbone]}
+    gde_args = {"backbone": backbone["weights"], "layer": backbone["last"]}
     gde = _job("Gde", "gde", "GDE", {**gde_args, "layers": backbone["layers"]}, "ImageNet")
     knn = knn_variants(table, settings)
     knn["key"] = "knn_ldknn"
@@ -189,12 +184,8 @@ def ldknn_costs(table: Table, settings: Settings) -> dict:
 
 def patchcore_costs(table: Table, settings: Settings) -> dict:
     """Anomalib's Patchcore on the same input, with its fit time and peak memory."""
-    return {
-        **patchcore(table, settings),
-        "key": "patchcore_costs",
-        "report_speed": True,
-        "report_costs": True,
-    }
+    costs = {"key": "patchcore_costs", "report_speed": True, "report_costs": True}
+    return {**patchcore(table, settings), **costs}
 
 
 KINDS: dict[str, Callable[[Table, Settings], dict | list[dict]]] = {
@@ -257,10 +248,12 @@ def build_specs(
         >>> specs[0]["job"], specs[0]["init_args"]["backbone"]
         ('table4.btad.01.wide_resnet50_2.ldknn', 'wide_resnet50_2.tv_in1k')
     """
-    specs = []
     # Tables sharing a results CSV (PatchCore S1-S3) share their jobs, hence the CSV's name here.
     prefix = TABLES[table].results or table
+    specs = []
     for dataset, category in dataset_categories(table, settings.smoke, categories):
+        datamodule = "MVTecAD" if dataset == papers.SMOKE_DATASET else papers.DATAMODULES[dataset]
+        where = {"dataset": dataset, "datamodule": datamodule, "root": str(dataset_root(data_root, dataset))}
         for model in model_jobs(table, settings):
             job_id = f"{prefix}.{dataset}.{category}.{settings.backbone}.{model['key']}"
             specs.append(
@@ -268,11 +261,7 @@ def build_specs(
                     **model,
                     "table": prefix,
                     "job": job_id,
-                    "dataset": dataset,
-                    "datamodule": "MVTecAD"
-                    if dataset == papers.SMOKE_DATASET
-                    else papers.DATAMODULES[dataset],
-                    "root": str(dataset_root(data_root, dataset)),
+                    **where,
                     "category": category,
                     "backbone": settings.backbone,
                     "image_size": settings.image_size,

@@ -1,18 +1,6 @@
-"""Where LDKNN's localisation goes: one factor at a time against the same fitted bank.
+"""Where LDKNN's localisation goes: one factor at a time against the same fitted bank (README.md).
 
-For each backbone (MobileNetV2, EfficientNet-Lite0; layers ``blocks.2`` + ``blocks.4``, 256×256
-input) the training and test features are extracted once; for each bank (coreset ratio, embedding
-dim, aggregation) the coreset, the local densities (K=5, full bank, self excluded) and the test
-patches' nearest memory point are computed once. Every scorer, distance, gamma and map path is
-then a re-scoring of those nearest neighbours, so a row differs from the default in one factor.
-The baseline is anomalib's ``PatchcoreModel`` (its features, scoring and anomaly-map generator)
-on a 1% bank of the same greedy coreset.
-
-Usage (from the repository root)::
-
-    python benchmarks/localisation.py [--data-root ../shared/data] [--weights-dir ../shared/weights]
-
-Writes ``benchmarks/results/localisation.json`` and ``.md``.
+Writes ``benchmarks/results/localisation[_<part>].json`` and ``localisation.md``.
 """
 
 from __future__ import annotations
@@ -29,19 +17,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-try:
-    from benchmarks import localisation_data as data
-    from benchmarks.localisation_table import write_markdown
-except ModuleNotFoundError:  # run as a script
-    import localisation_data as data
-    from localisation_table import write_markdown
+from benchmarks import localisation_data as data
+from benchmarks.localisation_table import write_markdown
+from benchmarks.settings import SHARED, WEIGHTS_FILES
+from benchmarks.timing import timed
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "localisation"
-WEIGHTS = {
-    "mobilenetv2_100": "mobilenetv2_100.tv_in1k.safetensors",
-    "tf_efficientnet_lite0": "tf_efficientnet_lite0.in1k.safetensors",
-}
 LAYERS = ["blocks.2", "blocks.4"]
 K = 5
 SIGMA = 4.0
@@ -113,16 +94,14 @@ def fit_bank(train: torch.Tensor, test: torch.Tensor, ratio: float) -> Bank:
     from anomalib_pdae.models.components import greedy_coreset
     from anomalib_pdae.models.components.search import faiss_knn, nearest_neighbours
 
-    started = time.perf_counter()
-    full = rows(train)
-    memory = full if ratio == 1 else full[torch.from_numpy(greedy_coreset(full, ratio, progress=False))]
-    squared = faiss_knn(memory, full, K, exclude_self=True)[0]
-    fit_seconds = time.perf_counter() - started
-    batch, _, height, width = test.shape
-    started = time.perf_counter()
-    found = [nearest_neighbours(rows(chunk), memory, k=1) for chunk in test.split(4)]
-    search_ms = 1e3 * (time.perf_counter() - started) / batch
-    shape = (batch, 1, height, width)
+    def fit() -> tuple[torch.Tensor, np.ndarray]:
+        full = rows(train)
+        memory = full if ratio == 1 else full[torch.from_numpy(greedy_coreset(full, ratio, progress=False))]
+        return memory, faiss_knn(memory, full, K, exclude_self=True)[0]
+
+    (memory, squared), fit_seconds = timed(fit)
+    found, seconds = timed(lambda: [nearest_neighbours(rows(chunk), memory, k=1) for chunk in test.split(4)])
+    shape = (test.shape[0], 1, *test.shape[2:])
     return Bank(
         size=len(memory),
         ld_squared=torch.from_numpy(squared.mean(1)),
@@ -130,7 +109,7 @@ def fit_bank(train: torch.Tensor, test: torch.Tensor, ratio: float) -> Bank:
         nearest=torch.cat([f[0] for f in found]).reshape(shape),
         index=torch.cat([f[1] for f in found]).reshape(shape),
         fit_seconds=fit_seconds,
-        search_ms=search_ms,
+        search_ms=1e3 * seconds / len(test),
     )
 
 
@@ -152,13 +131,12 @@ def image_score(scores: torch.Tensor) -> torch.Tensor:
     return image_scores(scores, "block_max")
 
 
-def anomaly_map(scores: torch.Tensor, path: str) -> tuple[torch.Tensor, float]:
-    """Pixel map of patch scores by one of :data:`MAP_PATHS`, and its ms per image."""
+def anomaly_map(scores: torch.Tensor, path: str) -> torch.Tensor:
+    """Pixel map of patch scores by one of :data:`MAP_PATHS`."""
     from anomalib.models.components import GaussianBlur2d
 
     size = (data.IMAGE_SIZE, data.IMAGE_SIZE)
     sigma = {"σ2": 2.0, "σ8": 8.0}.get(path.rsplit(maxsplit=1)[-1], SIGMA)
-    started = time.perf_counter()
     if path.startswith("blur on the patch grid"):
         grid_sigma = SIGMA * scores.shape[-1] / data.IMAGE_SIZE
         out = F.interpolate(GaussianBlur2d(sigma=grid_sigma, channels=1)(scores), size=size, mode="bilinear")
@@ -169,13 +147,14 @@ def anomaly_map(scores: torch.Tensor, path: str) -> tuple[torch.Tensor, float]:
             out = torch.from_numpy(np.stack([ndimage.gaussian_filter(m, sigma=SIGMA) for m in out.numpy()]))
         elif "no blur" not in path:
             out = GaussianBlur2d(sigma=sigma, channels=1)(out)
-    return out, 1e3 * (time.perf_counter() - started) / len(scores)
+    return out
 
 
 def evaluate(metrics: data.Metrics, bank: Bank, image_from: tuple, map_from: tuple, path: str) -> dict:
     image = image_score(patch_scores(bank, *image_from[1:]))
-    pixel, map_ms = anomaly_map(patch_scores(bank, *map_from[1:]), path)
-    return {**metrics(image, pixel), "ms_per_image": bank.search_ms + map_ms}
+    scores = patch_scores(bank, *map_from[1:])
+    pixel, seconds = timed(anomaly_map, scores, path)
+    return {**metrics(image, pixel), "ms_per_image": bank.search_ms + 1e3 * seconds / len(scores)}
 
 
 def ablate_bank(test: data.Metrics, bank: Bank, setting: dict, level: str) -> Iterator[dict]:
@@ -227,7 +206,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     test = data.Metrics(test_split)
     results: list[dict] = []
     for backbone in args.backbones:
-        weights = Path(args.weights_dir) / WEIGHTS[backbone]
+        weights = Path(args.weights_dir) / WEIGHTS_FILES[backbone]
         if 0.01 in args.ratios and args.baseline:
             results.append(baseline(backbone, weights, train, test_split, test))
             print(results[-1], flush=True)
@@ -262,27 +241,19 @@ def _json(args: argparse.Namespace) -> Path:
 
 
 def main() -> None:
-    shared = REPO.parent / "shared"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=str(shared / "data"))
-    parser.add_argument("--weights-dir", default=str(shared / "weights"))
-    parser.add_argument("--backbones", nargs="+", default=list(WEIGHTS))
-    parser.add_argument("--ratios", nargs="+", type=float, default=[0.01, 0.1])
-    parser.add_argument(
-        "--map-ratios", nargs="+", type=float, default=[0.01], help="banks with map-path rows"
-    )
-    parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip Patchcore")
-    parser.add_argument("--aggregations", nargs="+", default=["reference"], choices=["reference", "anomalib"])
-    parser.add_argument("--no-dims", dest="dims", action="store_false", help="skip the embedding-dim banks")
-    parser.add_argument(
-        "--level", choices=["key", "scorers", "full"], help="rows per bank (default: by bank)"
-    )
-    parser.add_argument(
-        "--part", default="", help="write results/localisation_<part>.json (runs in parallel)"
-    )
-    parser.add_argument(
-        "--render", action="store_true", help="rewrite the markdown from the saved JSON parts"
-    )
+    add = parser.add_argument
+    add("--data-root", default=str(SHARED / "data"))
+    add("--weights-dir", default=str(SHARED / "weights"))
+    add("--backbones", nargs="+", default=list(WEIGHTS_FILES))
+    add("--ratios", nargs="+", type=float, default=[0.01, 0.1])
+    add("--map-ratios", nargs="+", type=float, default=[0.01], help="banks with map-path rows")
+    add("--no-baseline", dest="baseline", action="store_false", help="skip Patchcore")
+    add("--aggregations", nargs="+", default=["reference"], choices=["reference", "anomalib"])
+    add("--no-dims", dest="dims", action="store_false", help="skip the embedding-dim banks")
+    add("--level", choices=["key", "scorers", "full"], help="rows per bank (default: by bank)")
+    add("--part", default="", help="write results/localisation_<part>.json (runs in parallel)")
+    add("--render", action="store_true", help="rewrite the markdown from the saved JSON parts")
     args = parser.parse_args()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     if not args.render:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks.markdown import pipe_table
+
 COLUMNS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 DEFAULT = "ldknn, squared, gamma 1 (default)"
 # the density correction on the image score only (two spellings: parts written by older runs)
@@ -68,8 +70,8 @@ def _first_of_each(rows: list[dict]) -> list[dict]:
     return kept
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
+def _metrics(row: dict) -> list[str]:
+    return ["–" if row.get(c) is None else f"{row[c]:.3f}" for c in COLUMNS]
 
 
 def write_markdown(results: Path) -> None:
@@ -88,24 +90,15 @@ def write_markdown(results: Path) -> None:
         size = members[0]["bank"]
         what = f"D = {dim}" if aggregation == "reference" else "anomalib aggregation (concatenated channels)"
         lines += [f"## {backbone}, {what}, coreset {100 * ratio:g}% (bank {size})", ""]
-        lines += [
-            "| factor | row | image AUROC | pixel AUROC | pixel AUPRO | ms/image |",
-            "|---|---|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {r['factor']} | {r['row']} | "
-            + " | ".join(_fmt(r.get(c)) for c in COLUMNS)
-            + f" | {r['ms_per_image']:.0f} |"
-            for r in members
-        ]
-        lines.append("")
+        header = ["factor", "row", "image AUROC", "pixel AUROC", "pixel AUPRO", "ms/image"]
+        cells = [[r["factor"], r["row"], *_metrics(r), f"{r['ms_per_image']:.0f}"] for r in members]
+        lines += [*pipe_table(header, cells, "--- --- ---: ---: ---: ---:"), ""]
     results.with_suffix(".md").write_text("\n".join(lines))
 
 
 def _summary(rows: list[dict]) -> list[str]:
     """Default, split option and baseline side by side for each backbone at 1%."""
-    out = ["## Summary at an equal 1% bank", ""]
-    out += ["| backbone | model | image AUROC | pixel AUROC | pixel AUPRO |", "|---|---|---:|---:|---:|"]
+    cells = []
     for backbone in dict.fromkeys(r["backbone"] for r in rows):
 
         def pick(name: str, aggregation: str = "reference", backbone: str = backbone) -> dict | None:
@@ -127,7 +120,6 @@ def _summary(rows: list[dict]) -> list[str]:
             ('Ldknn, `aggregation="anomalib"`', pick(DEFAULT, "anomalib")),
         ):
             if row is not None:
-                out.append(
-                    f"| {backbone} | {label} | " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + " |"
-                )
-    return [*out, ""]
+                cells.append([backbone, label, *_metrics(row)])
+    header = ["backbone", "model", "image AUROC", "pixel AUROC", "pixel AUPRO"]
+    return ["## Summary at an equal 1% bank", "", *pipe_table(header, cells, "--- --- ---: ---: ---:"), ""]

@@ -1,15 +1,15 @@
-"""Exact AUROC from raw scores, and a callback collecting a test run's scores.
-
-anomalib's AUROC (torchmetrics) passes scores outside [0, 1] through a sigmoid, which saturates
-for raw distance scores (every image scores 1.0, AUROC 0.5) unless a post-processor first
-normalises them with statistics from a validation split. The benchmarks report threshold-free
-AUROC on raw scores instead, so nothing is calibrated and no split is needed for it.
-"""
+"""Exact AUROC on raw scores, AUROC per anomaly type, PRO, and the callback collecting a test run."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import SimpleNamespace
+
 import torch
+from anomalib.metrics import AUPRO
 from lightning.pytorch import Callback
+
+NORMAL_FOLDERS = ("good", "ok")
 
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -33,31 +33,97 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return 100 * (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
-class ScoreCollector(Callback):
-    """Keeps every test batch's image scores, labels, anomaly maps and masks (on the CPU)."""
+def auroc_by_type(
+    scores: torch.Tensor, types: list[str], anomaly_types: Mapping[str, str]
+) -> tuple[dict[str, float], list[str]]:
+    """AUROC of the normal images against each anomaly type alone, and the types absent.
 
-    def __init__(self) -> None:
+    ``types``: each image's test folder; ``anomaly_types``: row name → folder.
+
+    Example:
+        >>> scores = torch.tensor([0.1, 0.2, 0.9, 0.15, 0.8])
+        >>> types = ["good", "good", "structural_anomalies", "logical_anomalies", "logical_anomalies"]
+        >>> folders = {"structural": "structural_anomalies", "logical": "logical_anomalies"}
+        >>> auroc_by_type(scores, types, folders)
+        ({'structural_image_auroc': 100.0, 'logical_image_auroc': 75.0}, [])
+    """
+    normal = torch.tensor([t in NORMAL_FOLDERS for t in types])
+    result, absent = {}, []
+    for name, folder in anomaly_types.items():
+        members = torch.tensor([t == folder for t in types])
+        if not members.any():
+            absent.append(name)
+            continue
+        keep = normal | members
+        result[f"{name}_image_auroc"] = auroc(scores[keep], members[keep].long())
+    return result, absent
+
+
+def aupro(maps: torch.Tensor, masks: torch.Tensor, fpr_limit: float = 0.3) -> float:
+    """Anomalib's AUPRO of ``(N, H, W)`` anomaly maps against binary masks, in percent."""
+    metric = AUPRO(fields=["anomaly_map", "gt_mask"], fpr_limit=fpr_limit)
+    metric.update(SimpleNamespace(anomaly_map=maps.float(), gt_mask=masks.int()))
+    return 100 * float(metric.compute())
+
+
+class ScoreCollector(Callback):
+    """Keeps a test run's image scores, labels, paths, anomaly maps and masks (on the CPU).
+
+    Args:
+        anomaly_types: row name → test folder; adds ``<name>_image_auroc`` per type present.
+        pro: add ``pro`` (needs anomaly maps and masks).
+    """
+
+    def __init__(self, anomaly_types: Mapping[str, str] | None = None, pro: bool = False) -> None:
+        self.anomaly_types = dict(anomaly_types or {})
+        self.pro = pro
+        self.folder_of: dict[str, str] = {}
         self.reset()
 
     def reset(self) -> None:
         """Forget the previous test run."""
         self.scores: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
+        self.paths: list[str] = []
         self.maps: list[torch.Tensor] = []
         self.masks: list[torch.Tensor] = []
 
+    def on_test_start(self, trainer, pl_module) -> None:
+        """Read each test image's folder from the datamodule's samples."""
+        samples = trainer.datamodule.test_data.samples
+        self.folder_of = dict(
+            zip(samples["image_path"].astype(str), samples["label"].astype(str), strict=True)
+        )
+
     def on_test_batch_end(self, trainer, pl_module, outputs, *args, **kwargs) -> None:
         """Store the batch's predictions and ground truth."""
-        del trainer, pl_module, args, kwargs
         self.scores.append(outputs.pred_score.detach().cpu().reshape(-1))
         self.labels.append(outputs.gt_label.detach().cpu().reshape(-1))
+        self.paths += [str(path) for path in outputs.image_path]
         if outputs.anomaly_map is not None and outputs.gt_mask is not None:
-            self.maps.append(outputs.anomaly_map.detach().cpu().reshape(-1))
-            self.masks.append(outputs.gt_mask.detach().cpu().reshape(-1))
+            size = outputs.anomaly_map.shape[-2:]
+            self.maps.append(outputs.anomaly_map.detach().cpu().reshape(-1, *size))
+            self.masks.append(outputs.gt_mask.detach().cpu().reshape(-1, *size))
+
+    def _by_type(self) -> tuple[dict[str, float], list[str], list[str]]:
+        types = [self.folder_of[path] for path in self.paths]
+        return (*auroc_by_type(torch.cat(self.scores), types, self.anomaly_types), types)
 
     def metrics(self) -> dict[str, float]:
-        """Image AUROC and (when masks were given) pixel AUROC of the collected run."""
+        """Image and (with masks) pixel AUROC, then the per-type AUROCs and PRO asked for."""
         result = {"image_auroc": auroc(torch.cat(self.scores), torch.cat(self.labels))}
         if self.maps:
             result["pixel_auroc"] = auroc(torch.cat(self.maps), torch.cat(self.masks))
+        if self.anomaly_types:
+            result |= self._by_type()[0]
+        if self.pro and self.maps:
+            result["pro"] = aupro(torch.cat(self.maps), torch.cat(self.masks))
         return result
+
+    def details(self) -> dict:
+        """For the run log: the test folders seen and the anomaly types that did not apply."""
+        if not self.anomaly_types:
+            return {}
+        _, absent, types = self._by_type()
+        counts = {folder: types.count(folder) for folder in sorted(set(types))}
+        return {"test_folders": counts, "not_applicable": absent}

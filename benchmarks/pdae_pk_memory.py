@@ -1,16 +1,7 @@
 """Peak memory and time per image of PDAE scoring: ``neighbourhood_pool`` against the naive unfold.
 
-Scoring = ``D = |P_5(F) − P_5(R)|`` with P_5 pooled to 512 dims, then s_cp, s_cd, the image
-score and the coarse anomaly map, at the paper's feature size (960 × 96 × 96).
-
-Each variant runs in a fresh Python process. There, the inputs are allocated and the variant is
-run once to warm up; then the kernel's peak-RSS counter is reset (``echo 5 > /proc/self/clear_refs``,
-Linux ≥ 4.0), the current RSS is read as the baseline, the variant runs, and the peak RSS
-(``VmHWM``) minus the baseline is the extra memory scoring needed. Where the counter cannot be
-reset, ``ru_maxrss`` minus the baseline is used instead and the table says so.
-
-Usage: ``python benchmarks/pdae_pk_memory.py [--batch 1 4] [--repeats 3] [--threads 2]``
-Writes ``benchmarks/results/pdae_pk_memory.md``.
+Usage: ``python benchmarks/pdae_pk_memory.py [--batch 1 4] [--repeats 3] [--threads 2]``; the method
+is in README.md. Writes ``benchmarks/results/pdae_pk_memory.md``.
 """
 
 from __future__ import annotations

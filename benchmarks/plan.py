@@ -1,17 +1,12 @@
-"""Before a run: what each job needs and where it was looked for, and how long it should take.
-
-:func:`missing` lists the dataset folders and weights a table's jobs cannot find (a run stops
-before its first job when any is missing). :func:`plan` prints every job with an estimated
-duration from short probes measured on this machine (see :data:`HOW`).
-"""
+"""Before a run: the inputs the jobs cannot find (:func:`missing`), and every job's estimated duration."""
 
 from __future__ import annotations
 
-import time
 from functools import cache
 from pathlib import Path
 
 from .build import weights_tags
+from .timing import timed
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 HOW = (
@@ -80,13 +75,9 @@ def _forward_seconds(name: str, layers: tuple[str, ...], size: int) -> tuple[flo
 
     model = Backbone(name, list(layers), pre_trained=False).to(_device())
     images = torch.rand(2, 3, size, size, device=_device())
-    best = float("inf")
     with torch.no_grad():
-        for attempt in range(3):
-            started = time.perf_counter()
-            model(images)
-            if attempt:
-                best = min(best, time.perf_counter() - started)
+        model(images)  # warm-up
+        best = min(timed(model, images)[1] for _ in range(2))
     return best / len(images), model.strides[0]
 
 
@@ -100,9 +91,7 @@ def _faiss_rate() -> float:
     x = generator.standard_normal((2048, 256), dtype=np.float32)
     y = generator.standard_normal((32768, 256), dtype=np.float32)
     faiss.knn(x[:64], y, 10)
-    started = time.perf_counter()
-    faiss.knn(x, y, 10)
-    return x.shape[0] * y.shape[0] * x.shape[1] / (time.perf_counter() - started)
+    return x.shape[0] * y.shape[0] * x.shape[1] / timed(faiss.knn, x, y, 10)[1]
 
 
 def _networks(spec: dict) -> list[tuple[str, tuple[str, ...]]]:

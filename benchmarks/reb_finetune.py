@@ -1,17 +1,9 @@
 """LDKNN with ImageNet weights vs LDKNN on fine-tuned weights (REB and Table 5's others) on KolektorSDD.
 
-A CPU-sized budget, far below the paper's (300 updates × ~1000 images at 256×256): both rows use
-128×128 inputs, the offline ``mobilenetv2_100`` ImageNet weights, layers ``blocks.2`` +
-``blocks.4``, K = 5, gamma = 1 and a 10 % greedy coreset (REB keeps the whole bank; the coreset
-keeps this run within minutes). Each fine-tuned row (``--defects``: ``defectmaker`` is REB, the
-others are REB Table 5's representations, see ``Reb(defects=...)``) fine-tunes for ``--updates``
-updates of ``--images-per-update`` synthetic images (e.g. 7 DefectMaker variants per training
-image), the first ``--freeze`` updates head-only, cosine restart period scaled to the run
-(T0 = 1.1 × updates, as the paper's 330 for 300), then builds the same LDKNN on the fine-tuned
-backbone.
-
     python benchmarks/reb_finetune.py [--data ../shared/data/kolektorsdd] [--updates 24]
         [--defects defectmaker cutpaste draem]
+
+The settings are in README.md; writes ``benchmarks/results/reb_finetune.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
-import time
 from pathlib import Path
 
 from anomalib.data import MVTecAD
@@ -29,9 +20,10 @@ from lightning.pytorch import seed_everything
 from anomalib_pdae.data.defectmaker import DEFECT_TASKS
 from anomalib_pdae.models.ldknn import Ldknn
 from anomalib_pdae.models.reb import Reb
+from benchmarks.markdown import pipe_table
+from benchmarks.settings import SHARED, WEIGHTS_FILES
+from benchmarks.timing import timed
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 BACKBONE = "mobilenetv2_100"
 LAYERS = ("blocks.2", "blocks.4")
 PAPER_IMAGES = 300 * 1000  # REB's fine-tuning: 300 updates of ~1000 synthetic images
@@ -50,9 +42,7 @@ def run(model: Ldknn | Reb, data: Path, root: Path, batch_size: int) -> tuple[di
     )
     # max_epochs=-1: Reb stops itself after its fine-tuning updates and the bank pass
     engine = Engine(default_root_dir=root, logger=False, enable_progress_bar=False, max_epochs=-1)
-    start = time.perf_counter()
-    engine.fit(model, datamodule=datamodule)
-    fit_seconds = time.perf_counter() - start
+    fit_seconds = timed(engine.fit, model, datamodule=datamodule)[1]
     fit_metrics = {name: float(value) for name, value in engine.trainer.callback_metrics.items()}
     results = engine.test(model, datamodule=datamodule, verbose=False)[0]
     return results, fit_seconds, fit_metrics
@@ -61,9 +51,7 @@ def run(model: Ldknn | Reb, data: Path, root: Path, batch_size: int) -> tuple[di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "kolektorsdd")
-    parser.add_argument(
-        "--weights", type=Path, default=SHARED / "weights" / "mobilenetv2_100.tv_in1k.safetensors"
-    )
+    parser.add_argument("--weights", type=Path, default=SHARED / "weights" / WEIGHTS_FILES[BACKBONE])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--updates", type=int, default=24)
     parser.add_argument("--images-per-update", type=int, default=112)
@@ -71,7 +59,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--coreset", type=float, default=0.1)
     parser.add_argument("--defects", nargs="+", choices=DEFECT_TASKS, default=["defectmaker"])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "reb_finetune.md")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "reb_finetune.md"
+    )
     args = parser.parse_args()
 
     common = {
@@ -132,12 +122,12 @@ def write_report(args: argparse.Namespace, rows: list) -> None:
         f"cosine T0 = {max(1, math.ceil(1.1 * args.updates))}) — the paper uses 300 updates × ~1000 images "
         f"at 256×256, {PAPER_IMAGES / (args.updates * args.images_per_update):.0f}× more images.",
         "",
-        "| Weights | Image AUROC | Pixel AUROC | fit time (s) | notes |",
-        "|---|---|---|---|---|",
     ]
-    for name, results, seconds, note in rows:
-        image, pixel = results["image_AUROC"], results["pixel_AUROC"]
-        lines.append(f"| {name} | {image:.3f} | {pixel:.3f} | {seconds:.0f} | {note} |")
+    cells = [
+        [name, f"{r['image_AUROC']:.3f}", f"{r['pixel_AUROC']:.3f}", f"{s:.0f}", note]
+        for name, r, s, note in rows
+    ]
+    lines += pipe_table(["Weights", "Image AUROC", "Pixel AUROC", "fit time (s)", "notes"], cells)
     lines += [
         "",
         "Fit time includes the memory bank (coreset and local densities); for REB it also includes "

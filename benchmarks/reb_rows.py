@@ -1,32 +1,18 @@
-"""REB Table 2/6 rows that need more than one fit: DefectMaker fine-tuning and variable K.
+"""Before a job's fit: the fine-tuned backbone (``spec["finetune"]``) and K chosen without test labels.
 
-:func:`prepare` runs inside a job process (:mod:`benchmarks.job`) before the model is fitted:
-
-- ``spec["finetune"]``: the backbone is fine-tuned with REB's DefectMaker task, or with the
-  defects named by its ``defects`` (Table 5's CutPaste / DRAEM representations) (:class:`Reb`,
-  stopped as soon as its updates are done, before it builds a memory bank) and the job's
-  ``Ldknn`` loads the fine-tuned weights instead of the ImageNet ones. The weights are kept in
-  ``<results>/finetuned/`` with a JSON record of how they were made; every later job of the same
-  category, backbone, seed and fine-tuning settings (in any table written to the same results
-  folder) reuses them, so each category is fine-tuned once. The record does not cover the code:
-  delete ``<results>/finetuned/`` after changing ``Reb`` or DefectMaker.
-- ``"variable"`` as a K (``init_args["k"]`` or a variant's ``k``): K is chosen per category by
-  :func:`benchmarks.variable_k.choose_k` on training images only, and a ``metric = "k"`` row
-  records the choice.
+See README.md, "REB rows: DefectMaker, REB and variable K".
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from .build import quiet_engine, sha256
 from .settings import VARIABLE_K, fixed_k
-
-VARIABLE = VARIABLE_K
+from .timing import timed
 
 
 def _stop_after_finetuning():
@@ -96,11 +82,10 @@ def finetuned_backbone(spec: dict, datamodule) -> tuple[Path, dict]:
     )
     previous = datamodule.train_batch_size
     datamodule.train_batch_size = batch_size
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as root:
         # max_epochs=-1: the fine-tuning's own update count ends the run
         engine = quiet_engine(root, spec["accelerator"], [_stop_after_finetuning()], max_epochs=-1)
-        engine.fit(model, datamodule=datamodule)
+        seconds = timed(engine.fit, model, datamodule=datamodule)[1]
         metrics = {
             name: float(engine.trainer.callback_metrics[name])
             for name in ("ssl_loss", "ssl_accuracy")
@@ -113,7 +98,7 @@ def finetuned_backbone(spec: dict, datamodule) -> tuple[Path, dict]:
     stored = {
         "record": record,
         "updates": int(model.updates),
-        "seconds": time.perf_counter() - started,
+        "seconds": seconds,
         "last_batch": metrics,
         "weights_file": path.name,
     }
@@ -129,18 +114,16 @@ def _device(accelerator: str) -> str:
 
 
 def _variable_methods(spec: dict) -> list[str]:
-    methods = [v["method"] for v in spec.get("variants") or [] if v.get("k") == VARIABLE]
-    if spec["init_args"].get("k") == VARIABLE and not spec.get("variants"):
+    methods = [v["method"] for v in spec.get("variants") or [] if v.get("k") == VARIABLE_K]
+    if spec["init_args"].get("k") == VARIABLE_K and not spec.get("variants"):
         methods.append(spec["method"])
     return methods
 
 
 def prepare(spec: dict, datamodule, build_model: Callable[[dict], object]) -> tuple[dict, dict]:
-    """Fine-tune and/or choose K as the spec asks; return the spec to fit and extra log entries.
+    """Fine-tune and/or choose K as the spec asks; return the spec to fit and the log's extra entries.
 
-    ``build_model(spec)`` builds the job's Lightning model (used for its torch model and its
-    pre-processing when choosing K). The extra entries hold ``rows`` (the chosen K as
-    ``metric = "k"`` rows) and the ``finetune`` / ``variable_k`` records for the JSON log.
+    The entries: ``rows`` (chosen K as ``metric = "k"`` rows), ``finetune`` and ``variable_k``.
     """
     from lightning.pytorch import seed_everything
 
@@ -158,24 +141,20 @@ def prepare(spec: dict, datamodule, build_model: Callable[[dict], object]) -> tu
         seed_everything(spec["seed"], workers=True)
     if variable:
         default = fixed_k(spec["dataset"], spec["backbone"])
-        fixed = {**spec, "init_args": {**spec["init_args"], "k": default}}
-        model = build_model(fixed)
-        selection = choose_k(
-            model.model.to(_device(spec["accelerator"])),
+        model = build_model({**spec, "init_args": {**spec["init_args"], "k": default}})
+        model.model.to(_device(spec["accelerator"]))
+        inputs = (
+            model.model,
             datamodule.train_data,
             model.pre_processor.transform,
             K_CANDIDATES[spec["dataset"]],
-            default,
-            seed=spec["seed"],
-            batch_size=spec["batch_size"],
         )
-        k = selection.k
-        init_args = dict(spec["init_args"])
-        if init_args.get("k") == VARIABLE:
-            init_args["k"] = k
-        variants = [{**v, "k": k} if v.get("k") == VARIABLE else v for v in spec.get("variants") or []]
+        selection = choose_k(*inputs, default, seed=spec["seed"], batch_size=spec["batch_size"])
+        extra["variable_k"] = selection
+        k = selection["k"]
+        init_args = {**spec["init_args"], **({"k": k} if spec["init_args"].get("k") == VARIABLE_K else {})}
+        variants = [{**v, "k": k} if v.get("k") == VARIABLE_K else v for v in spec.get("variants") or []]
         spec = {**spec, "init_args": init_args, **({"variants": variants} if variants else {})}
-        extra["variable_k"] = selection.log()
         extra["rows"] = [{"method": m, "parameter": "", "metric": "k", "value": float(k)} for m in variable]
         seed_everything(spec["seed"], workers=True)
     return spec, extra

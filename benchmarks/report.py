@@ -10,6 +10,7 @@ import pandas as pd
 from benchmarks.published import load_published
 
 from .figures import plot
+from .markdown import pipe_table
 from .settings import CATEGORIES, SMOKE_DATASET, Settings, fixed_k
 from .tables import TABLES
 
@@ -62,9 +63,7 @@ def _type_means(means: pd.DataFrame) -> pd.DataFrame:
 def compare(table: str, results: pd.DataFrame, stand_in: str | None = None) -> pd.DataFrame:
     """Our rows (per category, then means) joined to the published table on the table's keys.
 
-    ``stand_in``: the published dataset a smoke run's stand-in category is compared with (its
-    ``mean`` row, the table's backbone where it has backbones), so the join is exercised even
-    though the numbers are not comparable.
+    ``stand_in``: the published dataset whose mean a smoke run's stand-in is compared with.
     """
     spec = TABLES[table]
     ours = results.drop(columns=["job", "table", "weights", "weights_sha256"], errors="ignore").copy()
@@ -95,17 +94,14 @@ def _number(value: float) -> str:
 def markdown(table: str, results: pd.DataFrame, stand_in: str | None = None, notes: str = "") -> str:
     """The comparison as a markdown document."""
     rows = compare(table, results, stand_in)
-    lines = [f"# {TABLES[table].description}", ""]
-    if notes:
-        lines += [notes, ""]
-    header = ["dataset", "backbone", "representation", "method", "parameter", "category", "metric"]
-    lines.append("| " + " | ".join([*header, "ours", "published", "difference", "categories"]) + " |")
-    lines.append("|" + "---|" * (len(header) + 4))
-    for row in rows.itertuples(index=False):
-        cells = [str(getattr(row, name)) for name in header]
-        cells += [_number(row.ours), _number(row.published), _number(row.difference), row.categories]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    lines = [f"# {TABLES[table].description}", "", *([notes, ""] if notes else [])]
+    labels = ["dataset", "backbone", "representation", "method", "parameter", "category", "metric"]
+    numbers = ["ours", "published", "difference"]
+    cells = [
+        [*(row[c] for c in labels), *(_number(row[c]) for c in numbers), row["categories"]]
+        for row in rows.to_dict("records")
+    ]
+    return "\n".join(lines + pipe_table([*labels, *numbers, "categories"], cells)) + "\n"
 
 
 def chosen_k_markdown(results) -> str:
@@ -120,15 +116,13 @@ def chosen_k_markdown(results) -> str:
         "and DefectMaker pseudo-anomalies made from them (benchmarks/variable_k.py); fixed K is "
         "the table's. Validation AUROCs per K are in the job logs (`runs/*.json`, `variable_k`).",
         "",
-        "| dataset | backbone | category | method | fixed K | chosen K |",
-        "|---|---|---|---|---|---|",
     ]
-    for row in chosen.itertuples(index=False):
-        fixed = fixed_k(row.dataset, row.backbone)
-        lines.append(
-            f"| {row.dataset} | {row.backbone} | {row.category} | {row.method} | {fixed} | {int(row.value)} |"
-        )
-    return "\n".join(lines) + "\n"
+    header = ["dataset", "backbone", "category", "method", "fixed K", "chosen K"]
+    cells = [
+        [r.dataset, r.backbone, r.category, r.method, fixed_k(r.dataset, r.backbone), int(r.value)]
+        for r in chosen.itertuples(index=False)
+    ]
+    return "\n".join(lines + pipe_table(header, cells)) + "\n"
 
 
 def write_report(table: str, results: pd.DataFrame, results_dir: Path, settings: Settings) -> Path:

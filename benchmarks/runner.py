@@ -1,9 +1,7 @@
-"""Run a table's jobs, one process each, appending rows to ``<results>/<table>.csv`` as they finish.
+"""The one runner: jobs one process each, in turn or as Ray tasks, rows appended to the CSV as they end.
 
-A job whose rows are already in the CSV is skipped, so an interrupted run continues with the
-jobs left. Jobs run one after another here, or as Ray tasks (``ray_address``; see README.md). A
-job that fails is reported with its output's tail (kept in ``runs/<job>.out``) while the others
-go on; the run then ends with an error naming the failed jobs.
+Jobs already in the CSV are skipped; a failed job is reported with its output's tail and the run
+ends with an error naming the failed jobs (README.md).
 """
 
 from __future__ import annotations
@@ -41,9 +39,8 @@ def read_results(path: Path) -> pd.DataFrame:
 def execute(spec: dict, *after: object) -> dict:
     """Run one job in a fresh process; return ``{"log": ...}`` or ``{"error": ..., "output": ...}``.
 
-    ``after``: results of jobs this one had to wait for (Ray resolves them first); not used. The
-    process writes its log to a temporary folder and the caller keeps it, so this runs
-    unchanged on a Ray worker of another machine (which needs the data and the package only).
+    ``after``: jobs this one waits for (Ray resolves them first). The log is returned, not kept,
+    so this runs unchanged on a Ray worker of another machine.
     """
     del after
     env = dict(os.environ)
@@ -77,10 +74,7 @@ def _finetuning_key(spec: dict) -> tuple | None:
 
 
 def _on_ray(specs: list[dict], address: str) -> Iterator[tuple[dict, dict]]:
-    """Each job as a Ray task (one GPU each where the cluster has GPUs, else one CPU), as they end.
-
-    A job reusing another's fine-tuned weights waits for that job (passed as an argument).
-    """
+    """Each job as a Ray task (one GPU, else one CPU); a job reusing fine-tuned weights waits for theirs."""
     try:
         import ray
     except ImportError as error:
@@ -91,7 +85,7 @@ def _on_ray(specs: list[dict], address: str) -> Iterator[tuple[dict, dict]]:
     gpus = ray.cluster_resources().get("GPU", 0) > 0
     task = ray.remote(execute).options(**({"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": 1}))
     first: dict[tuple, object] = {}
-    pending = {}
+    pending: dict[object, dict] = {}
     for original in specs:
         spec = {**original, "accelerator": original["accelerator"] if gpus else "cpu"}
         key = _finetuning_key(spec)
@@ -122,8 +116,7 @@ def run_table(
 ) -> pd.DataFrame:
     """Run the specs not yet in ``results_csv``, appending each job's rows as it finishes.
 
-    ``ray_address``: None runs the jobs here one after another; ``"local"`` starts a Ray
-    instance on this machine; else the address of a running Ray cluster (``ray start --head``).
+    ``ray_address``: None runs the jobs here in turn; ``"local"`` starts Ray here; else a cluster's address.
     """
     runs_dir.mkdir(parents=True, exist_ok=True)
     results = read_results(results_csv)

@@ -1,12 +1,16 @@
-"""The papers' constants: datasets, categories, backbones and their weights, K per dataset.
-
-Plain data read by :mod:`benchmarks.tables` (what each table runs) and :mod:`benchmarks.jobs`
-(how a table row becomes a job); the reasons behind each value are in README.md.
-"""
+"""The papers' constants: datasets, categories, backbones and their weights, K (reasons: README.md)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+# Beside the repository: the datasets (``data/``) and local weights files (``weights/``).
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+WEIGHTS_FILES = {
+    "mobilenetv2_100": "mobilenetv2_100.tv_in1k.safetensors",
+    "tf_efficientnet_lite0": "tf_efficientnet_lite0.in1k.safetensors",
+}
 
 CATEGORIES = {
     "mvtec_ad": (
@@ -17,25 +21,23 @@ CATEGORIES = {
     "mvtec_loco": ("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors"),
     "btad": ("01", "02", "03"),
 }  # fmt: skip
+# Per dataset: anomalib's datamodule and the folder under --data-root.
 DATAMODULES = {"mvtec_ad": "MVTecAD", "mvtec_loco": "MVTecLOCO", "btad": "BTech"}
 FOLDERS = {"mvtec_ad": "MVTecAD", "mvtec_loco": "MVTec_LOCO", "btad": "BTech"}
 # The smoke mode's stand-in: one MVTec-layout category beside the datasets.
 SMOKE_DATASET = "kolektorsdd"
 # Per backbone: the timm weights tag the papers used (torchvision's ImageNet V1 weights), REB's
-# layers, fixed K (Table 2) and LDKNN's embedding size D; GDE's last layer (Table 5).
-RESNET_LAYERS = ["layer2", "layer3"]
+# layers, fixed K (Table 2), LDKNN's embedding size D and GDE's last layer (Table 5).
+RESNET = {"layers": ["layer2", "layer3"], "last": "layer4"}
 BACKBONES = {
-    "resnet18": {"weights": "resnet18.tv_in1k", "layers": RESNET_LAYERS, "k": 5, "dim": 512},
-    "wide_resnet50_2": {"weights": "wide_resnet50_2.tv_in1k", "layers": RESNET_LAYERS, "k": 9, "dim": 1024},
-    "wide_resnet101_2": {"weights": "wide_resnet101_2.tv_in1k", "layers": RESNET_LAYERS, "k": 9, "dim": 1024},
+    "resnet18": {"weights": "resnet18.tv_in1k", **RESNET, "k": 5, "dim": 512},
+    "wide_resnet50_2": {"weights": "wide_resnet50_2.tv_in1k", **RESNET, "k": 9, "dim": 1024},
+    "wide_resnet101_2": {"weights": "wide_resnet101_2.tv_in1k", **RESNET, "k": 9, "dim": 1024},
     # The smoke mode's network: timm has no tv_in1k tag for it; its weights come from a file.
-    "mobilenetv2_100": {"weights": "mobilenetv2_100", "layers": ["blocks.2", "blocks.4"], "k": 5},
+    "mobilenetv2_100": {"weights": "mobilenetv2_100", "layers": ["blocks.2", "blocks.4"], "last": "blocks.6"},
 }
-BACKBONES["mobilenetv2_100"]["dim"] = 512
-LAST_LAYERS = {"resnet18": "layer4", "wide_resnet50_2": "layer4", "wide_resnet101_2": "layer4"}
-LAST_LAYERS["mobilenetv2_100"] = "blocks.6"
-# Table 6's KNN variants, as the published CSV labels them.
-# Table 6's LOF and LDOF as REB's code computes them (the scorers' textbook forms are "lof"/"ldof").
+BACKBONES["mobilenetv2_100"] |= {"k": 5, "dim": 512}
+# Table 6's scorers as the published CSV labels them; LOF and LDOF as REB's code computes them.
 SCORERS = {"knn": "KNN", "kth_nn": "Kth-NN", "lof_reb": "LOF", "ldof_reb": "LDOF", "ldknn": "LDKNN"}
 # REB §4.2: one K per dataset for every class and backbone (Tables 3 and 4).
 LOCO_K = 45

@@ -1,9 +1,4 @@
-"""The reproducible tables, declared as data: published CSV, datasets, rows (job kinds), settings.
-
-Each table's ``jobs`` name the job kinds of :mod:`benchmarks.jobs` that produce its rows, once
-per (dataset, category); ``smoke_jobs`` the subset its smoke mode runs. Notes for readers on each
-table are in README.md, under the table's name.
-"""
+"""The reproducible tables as data: published CSV, datasets, job kinds (:mod:`benchmarks.jobs`), settings."""
 
 from __future__ import annotations
 
@@ -17,7 +12,6 @@ from .settings import BTAD_K, LOCO_K, LOCO_TYPES
 class Table:
     """A reproducible table or figure: its published CSV, the join keys to it, its rows as jobs."""
 
-    name: str
     published: str | None
     datasets: tuple[str, ...]
     join: tuple[str, ...]
@@ -50,7 +44,6 @@ LDKNN_REB = ("ldknn", "ldknn_variable_k", "patchcore", "reb")
 def _patchcore_supplement(number: int, metric: str, what: str) -> Table:
     """PatchCore's Table S<number>: one metric of the jobs all three tables share."""
     return Table(
-        name=f"patchcore_s{number}",
         published=f"patchcore_table_s{number}",
         datasets=("mvtec_ad",),
         join=REB,
@@ -65,7 +58,6 @@ def _patchcore_supplement(number: int, metric: str, what: str) -> Table:
 
 TABLES = {
     "table2": Table(
-        name="table2",
         published="reb_table2",
         datasets=("mvtec_ad",),
         join=REB,
@@ -76,7 +68,6 @@ TABLES = {
         jobs=("ldknn", "patchcore", "ldknn_variable_k", "reb"),
     ),
     "table6": Table(
-        name="table6",
         published="reb_table6",
         datasets=("mvtec_ad", "mvtec_loco"),
         join=("dataset", "representation", "method", "category", "metric"),
@@ -87,7 +78,6 @@ TABLES = {
         jobs=("knn_variants", "knn_variants_defectmaker"),
     ),
     "fig4": Table(
-        name="fig4",
         published=None,
         datasets=("mvtec_ad",),
         join=(),
@@ -95,7 +85,6 @@ TABLES = {
         jobs=("ldknn_coreset_sweep", "patchcore_coreset_sweep"),
     ),
     "fig5": Table(
-        name="fig5",
         published=None,
         datasets=("mvtec_ad", "mvtec_loco", "btad"),
         join=(),
@@ -103,7 +92,6 @@ TABLES = {
         jobs=("k_sweep",),
     ),
     "table3": Table(
-        name="table3",
         published="reb_table3",
         datasets=("mvtec_loco",),
         join=REB,
@@ -117,7 +105,6 @@ TABLES = {
         anomaly_types=LOCO_TYPES,
     ),
     "table4": Table(
-        name="table4",
         published="reb_table4",
         datasets=("btad",),
         join=("dataset", "method", "category", "metric"),
@@ -128,7 +115,6 @@ TABLES = {
         k=BTAD_K,
     ),
     "table5": Table(
-        name="table5",
         published="reb_table5",
         datasets=("mvtec_ad",),
         join=("dataset", "backbone", "representation", "method", "category", "metric"),
@@ -147,7 +133,6 @@ TABLES = {
         )
     },
     "pdae": Table(
-        name="pdae",
         published="pdae_headline",
         datasets=("mvtec_ad",),
         join=("dataset", "method", "category", "metric"),
@@ -158,7 +143,6 @@ TABLES = {
         smoke_settings={"image_size": 128},
     ),
     "ldknn_vs_patchcore": Table(
-        name="ldknn_vs_patchcore",
         published=None,
         datasets=("kolektorsdd",),
         join=(),

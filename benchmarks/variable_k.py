@@ -1,21 +1,7 @@
-"""LDKNN's "variable K" chosen per category without test labels.
+"""LDKNN's "variable K" chosen per category on training images only (README.md, "REB rows").
 
-REB's "variable K" rows pick K per class by the test AUROC. Here K is chosen from training
-images only, so the test split is never read before the single final test:
-
-1. **Hold out** a seeded random fraction (``holdout``, default 20 %, at least 2 images) of the
-   category's *training* images.
-2. **Memory bank** of the remaining training images, embedded exactly as the final model embeds
-   (same backbone, weights, layers, input size, coreset ratio). The held-out images are not in it.
-3. **Validation set**: the held-out images as normals, and from each of them one DefectMaker
-   pseudo-anomaly of each of the six defect types (3 shapes × 2 fills), fused into the untouched
-   image; cut-paste fills are cut from another held-out image.
-4. **Score** the validation images with LDKNN on that bank for every candidate K (the local
-   densities of all K come from one neighbour search) and compute the image AUROC per K.
-5. **Pick** the K with the highest AUROC. Ties go to the table's fixed K when it is among the
-   best, otherwise to the smallest tied K.
-
-The caller then fits on the full training set with the chosen K and tests once.
+A held-out fifth of the training images and DefectMaker pseudo-anomalies made from them are
+scored on a bank of the other images for every candidate K; the best validation AUROC wins.
 """
 
 from __future__ import annotations
@@ -23,7 +9,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -39,27 +24,6 @@ from .metrics import auroc
 from .settings import K_CANDIDATES  # noqa: F401 (re-exported: REB's K candidates)
 
 HOLDOUT = 0.2
-
-
-@dataclass
-class KSelection:
-    """The chosen K, the validation AUROC of every candidate and what the selection used."""
-
-    k: int
-    aurocs: dict[int, float]
-    default: int
-    bank_indices: list[int]
-    holdout_indices: list[int]
-    bank_patches: int
-    n_normal: int
-    n_anomalous: int
-    seconds: float
-
-    def log(self) -> dict:
-        """JSON-ready record (AUROC keys as strings)."""
-        record = asdict(self)
-        record["aurocs"] = {str(k): v for k, v in self.aurocs.items()}
-        return record
 
 
 def pick_k(aurocs: dict[int, float], default: int) -> int:
@@ -200,24 +164,12 @@ def choose_k(
     holdout: float = HOLDOUT,
     seed: int = 0,
     batch_size: int = 16,
-) -> KSelection:
-    """Choose LDKNN's K for one category from its training images only (see the module docstring).
+) -> dict:
+    """Choose LDKNN's K for one category from its training images only; return the selection's record.
 
-    Args:
-        model: an LDKNN torch model configured like the final one (its K is not used), on the
-            device to embed and search with (local densities are searched by faiss on the CPU).
-        train_data: the category's training dataset (items with an ``image`` in ``[0, 1]``);
-            nothing else of the datamodule is read.
-        transform: the model's pre-processing (resize), applied to every image.
-        candidates: the K values to compare.
-        default: the table's fixed K, preferred on ties.
-        holdout: fraction of the training images held out as validation normals.
-        seed: seed of the split and of the pseudo-anomalies.
-        batch_size: images embedded at once.
-
-    Example:
-        >>> selection = choose_k(model, datamodule.train_data, resize, (3, 5, 7), 5)  # doctest: +SKIP
-        >>> selection.k, selection.aurocs  # doctest: +SKIP
+    ``model``: an LDKNN torch model configured like the final one (its K is not used), on the
+    device to embed with; ``transform``: its pre-processing; ``default``: the table's fixed K,
+    preferred on ties; ``holdout``: the fraction of training images held out as normals.
     """
     started = time.perf_counter()
     model.eval()
@@ -242,14 +194,14 @@ def choose_k(
             candidates,
             model.settings,
         )
-    return KSelection(
-        k=pick_k(aurocs, default),
-        aurocs=aurocs,
-        default=default,
-        bank_indices=bank_indices,
-        holdout_indices=holdout_indices,
-        bank_patches=len(full_bank),
-        n_normal=len(normals),
-        n_anomalous=len(anomalies),
-        seconds=time.perf_counter() - started,
-    )
+    return {
+        "k": pick_k(aurocs, default),
+        "aurocs": {str(k): value for k, value in aurocs.items()},
+        "default": default,
+        "bank_indices": bank_indices,
+        "holdout_indices": holdout_indices,
+        "bank_patches": len(full_bank),
+        "n_normal": len(normals),
+        "n_anomalous": len(anomalies),
+        "seconds": time.perf_counter() - started,
+    }

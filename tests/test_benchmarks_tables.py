@@ -15,8 +15,8 @@ import torch
 import yaml
 
 from benchmarks.__main__ import parse_args, settings_for
-from benchmarks.details import aupro, auroc_by_type
 from benchmarks.jobs import PDAE_CONFIG, build_specs
+from benchmarks.metrics import aupro, auroc_by_type
 from benchmarks.published import load_published
 from benchmarks.report import compare
 from benchmarks.settings import FINETUNE, K_CANDIDATES, LOCO_TYPES, VARIABLE_K, Settings
