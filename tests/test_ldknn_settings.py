@@ -15,7 +15,7 @@ FIELDS = {field.name: field.default for field in dataclasses.fields(LdknnSetting
 CHECKPOINT_NAMES = {
     "backbone", "layers", "pre_trained", "weights", "k", "ld_coefficient", "density_mode",
     "image_score", "scorer", "distance", "coreset_ratio", "embedding_dim", "aggregation",
-    "map_score", "search", "candidates", "projection_dim",
+    "map_score", "search", "candidates", "projection_dim", "density_search",
 }  # fmt: skip
 
 

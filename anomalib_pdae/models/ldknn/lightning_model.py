@@ -35,7 +35,7 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibMo
     are; anomalib's reader clips 16-bit images, so convert such a dataset first with
     :func:`anomalib_pdae.data.images.convert_to_8bit`.
 
-    ``backbone``, ``layers`` and ``k`` … ``projection_dim`` form the model's
+    ``backbone``, ``layers`` and ``k`` … ``density_search`` form the model's
     :class:`~anomalib_pdae.models.ldknn.LdknnSettings` (``model.model.settings``), whose fields
     give their defaults; ``model.model.rescore(scorer=..., k=...)`` re-scores a fitted bank.
 
@@ -63,6 +63,9 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibMo
             ``anomalib_pdae/models/ldknn/README.md`` and ``benchmarks/results/approximate_search.md``).
         candidates: bank rows re-ranked per patch by the approximate search (>= k).
         projection_dim: width of the approximate search's PCA space (<= embedding_dim).
+        density_search: how the local densities find their K neighbours in the full bank at fit
+            time: ``"exact"`` (faiss brute force) or ``"approximate"`` (64 PCA axes, 32
+            candidates, exact re-rank: a fraction of the time; see ``models/ldknn/README.md``).
 
     Example:
         >>> from anomalib.data import MVTecAD
@@ -92,6 +95,7 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibMo
         search: str = DEFAULTS.search,
         candidates: int = DEFAULTS.candidates,
         projection_dim: int = DEFAULTS.projection_dim,
+        density_search: str = DEFAULTS.density_search,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,

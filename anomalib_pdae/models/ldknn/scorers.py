@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from anomalib_pdae.models.components.search import faiss_knn, nearest_neighbours
+from anomalib_pdae.models.components.search import faiss_knn, faiss_knn_reranked, nearest_neighbours
 
 SCORERS = ("ldknn", "knn", "kth_nn", "lof", "ldof", "lof_reb", "ldof_reb")
 # Scorers that need K >= 2: LDOF averages distances among the K neighbours, REB's LOF fits on K - 1.
@@ -36,8 +36,13 @@ def fit_statistics(
     k: int,
     distance: str = "squared",
     progress: bool = True,
+    search: str = "exact",
 ) -> dict[str, torch.Tensor]:
     """Per-memory-point tables a scorer needs, keyed by buffer name.
+
+    ``search="approximate"`` finds the local density's neighbours in the full bank by
+    :func:`~anomalib_pdae.models.components.search.faiss_knn_reranked` (exact distances of the
+    neighbours found); the tables within the memory bank are always exact.
 
     - ``ldknn``: ``local_density`` = mean distance of each memory point to its K nearest
       neighbours in the full (pre-coreset) bank, itself excluded — as the REB code does.
@@ -49,7 +54,8 @@ def fit_statistics(
     - ``knn``, ``kth_nn``, ``ldof``, ``ldof_reb``: nothing.
     """
     if scorer == "ldknn":
-        distances = _knn_distances(memory, full_bank, k, distance, "local density" if progress else None)[0]
+        label = "local density" if progress else None
+        distances = _knn_distances(memory, full_bank, k, distance, label, search)[0]
         return {"local_density": torch.from_numpy(distances.mean(1))}
     if scorer == "lof":
         distances, indices = _knn_distances(
@@ -144,8 +150,14 @@ def _metric(squared: torch.Tensor, distance: str) -> torch.Tensor:
 
 
 def _knn_distances(
-    queries: torch.Tensor, bank: torch.Tensor, k: int, distance: str, progress: str | None
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    k: int,
+    distance: str,
+    progress: str | None,
+    search: str = "exact",
 ) -> tuple[np.ndarray, np.ndarray]:
     """K nearest neighbours of bank points in ``bank``, themselves excluded."""
-    distances, indices = faiss_knn(queries, bank, k, exclude_self=True, progress=progress)
+    knn = faiss_knn_reranked if search == "approximate" else faiss_knn
+    distances, indices = knn(queries, bank, k, exclude_self=True, progress=progress)
     return (np.sqrt(distances) if distance == "euclidean" else distances), indices

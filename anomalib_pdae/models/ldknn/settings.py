@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from anomalib_pdae.models.components.embedding import check_embedding, reb_embedding_dim
-from anomalib_pdae.models.components.search import check_search
+from anomalib_pdae.models.components.search import SEARCH_MODES, check_search
 
 from .image_score import IMAGE_SCORES
 from .scorers import DENSITY_MODES, DISTANCES, NEEDS_TWO_NEIGHBOURS, SCORERS
@@ -53,6 +53,7 @@ class LdknnSettings:
     search: str = "exact"
     candidates: int = 8
     projection_dim: int = 128
+    density_search: str = "exact"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -62,6 +63,7 @@ class LdknnSettings:
             ("density_mode", DENSITY_MODES),
             ("image_score", IMAGE_SCORES),
             ("distance", DISTANCES),
+            ("density_search", SEARCH_MODES),
         ):
             _check_choice(name, getattr(self, name), allowed)
         if not isinstance(self.k, int) or self.k < 1:

@@ -26,7 +26,7 @@ CHUNK_IMAGES = 8
 # Buffers filled by ``fit``; every one may change size between checkpoints.
 BANK_BUFFERS = ("memory_bank", "local_density", "k_distance", "lrd")
 # Settings the scorer's per-memory-point tables depend on.
-STATISTICS_SETTINGS = ("scorer", "k", "distance")
+STATISTICS_SETTINGS = ("scorer", "k", "distance", "density_search")
 
 
 class LdknnModel(DynamicBufferMixin, nn.Module):
@@ -184,7 +184,13 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
     ) -> None:
         with self.timer("statistics"):
             tables = scorers.fit_statistics(
-                settings.scorer, memory, full_bank, settings.k, settings.distance, progress=progress
+                settings.scorer,
+                memory,
+                full_bank,
+                settings.k,
+                settings.distance,
+                progress=progress,
+                search=settings.density_search,
             )
         for name in BANK_BUFFERS[1:]:
             setattr(self, name, tables.get(name, torch.empty(0)).to(memory.device))

@@ -63,7 +63,7 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
     The optimiser, scheduler and counters are in Lightning checkpoints, so ``Engine.fit(...,
     ckpt_path=...)`` resumes fine-tuning where it stopped.
 
-    ``backbone``, ``layers`` and ``k`` … ``projection_dim`` form the LDKNN model's
+    ``backbone``, ``layers`` and ``k`` … ``density_search`` form the LDKNN model's
     :class:`~anomalib_pdae.models.ldknn.LdknnSettings`, whose fields give their defaults.
 
     Args:
@@ -86,6 +86,7 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         search: ``"exact"`` or ``"approximate"`` neighbour search (see :class:`Ldknn`).
         candidates: rows re-ranked per patch by the approximate search.
         projection_dim: width of the approximate search's PCA space.
+        density_search: ``"exact"`` or ``"approximate"`` local densities at fit time (as ``Ldknn``).
         num_updates: optimiser updates of the fine-tuning (0 skips it: plain LDKNN).
         images_per_update: synthetic images (7 per training image) per update.
         freeze_updates: updates during which only the MLP head learns.
@@ -137,6 +138,7 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         search: str = LDKNN.search,
         candidates: int = LDKNN.candidates,
         projection_dim: int = LDKNN.projection_dim,
+        density_search: str = LDKNN.density_search,
         num_updates: int = 300,
         images_per_update: int = 1000,
         freeze_updates: int = 40,

@@ -1,0 +1,410 @@
+"""One deployment table: latency, throughput, memory and accuracy of exported models on KolektorSDD.
+
+Each model is fitted once on the KolektorSDD training images with real ImageNet weights, then
+scored by torch and by its OpenVINO export at FP32, FP16, INT8 (8-bit weights) and INT8_PTQ (NNCF
+calibrated on the training images; the exports refuse it, the rows show why). Image and pixel
+AUROC are on the 149 test images (the export's normalised outputs; masks resized to the map,
+nearest). Latency is ms per image at batch 1 and 8, median of 20 runs after 5 warm-ups on test
+images; each OpenVINO model is timed in a fresh process that only loads and runs it (CPU, FP32
+inference precision), whose peak RSS is the memory column. Torch rows are timed in this process.
+Baselines in the same run: anomalib's Patchcore (its defaults, MobileNetV2, 256 px) exported at a
+1% coreset and with a bank as large as Ldknn's (random training patches, timing only), and the
+matmul floor of Ldknn's exact search (queries × bank rows × D at this machine's torch matmul rate).
+
+Usage: ``python benchmarks/deployment.py [--only NAME ...]``; data and weights from the shared folder.
+Writes ``benchmarks/results/deployment.md`` and ``.json``; rows of models not run again are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import torch
+from anomalib.data import MVTecAD
+from anomalib.deploy import CompressionType
+from anomalib.engine import Engine
+from lightning.pytorch import seed_everything
+from torch.nn.functional import interpolate
+
+from anomalib_pdae import Ldknn, Pdae, Ulsad
+from anomalib_pdae.models.components.compression import REFUSED, compress
+from benchmarks.markdown import pipe_table
+from benchmarks.metrics import auroc
+from benchmarks.settings import SHARED, WEIGHTS_FILES
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DATA = SHARED / "data"
+LAYERS = ["blocks.2", "blocks.4"]
+MOBILENET = SHARED / "weights" / WEIGHTS_FILES["mobilenetv2_100"]
+TYPES = (None, CompressionType.FP16, CompressionType.INT8, CompressionType.INT8_PTQ)
+WARMUP, RUNS = 5, 20
+# anomalib's Patchcore fragments glibc's heap during its coreset without this (README).
+PATCHCORE_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
+
+# Loads one exported model, times batches of 1 and 8 test images, prints ms per image and peak RSS.
+TIMING_PROCESS = """\
+import json, re, statistics, sys, time
+import numpy as np, openvino as ov
+compiled = ov.Core().compile_model(sys.argv[1], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+images, warmup, runs = np.load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+result = {}
+for n in (1, 8):
+    for _ in range(warmup):
+        compiled(images[:n])
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        compiled(images[:n])
+        times.append(time.perf_counter() - start)
+    result[f"ms_batch{n}"] = 1000 * statistics.median(times) / n
+# VmHWM starts afresh at exec; ru_maxrss would still hold the forking parent's size
+status = open("/proc/self/status").read()
+result["peak_mb"] = int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) / 1024
+print(json.dumps(result))
+"""
+
+
+def _ldknn() -> Ldknn:
+    return Ldknn(
+        backbone="mobilenetv2_100", layers=LAYERS, weights=MOBILENET, coreset_ratio=0.1, visualizer=False
+    )
+
+
+def _pdae() -> Pdae:
+    """The KolektorSDD test's Pdae: the strips' aspect ratio kept, a short CPU training."""
+    return Pdae(
+        backbones=[("mobilenetv2_100", LAYERS), ("tf_efficientnet_lite0", LAYERS)],
+        weights=[MOBILENET, SHARED / "weights" / WEIGHTS_FILES["tf_efficientnet_lite0"]],
+        image_size=(256, 96),
+        hidden_widths=[64],
+        lr_milestones=[],
+        visualizer=False,
+    )
+
+
+def _ulsad() -> Ulsad:
+    """The KolektorSDD test's Ulsad (160×64, about 100 training steps)."""
+    return Ulsad(
+        backbone="mobilenetv2_100",
+        layers=LAYERS,
+        weights=MOBILENET,
+        feature_dim=32,
+        image_size=(160, 64),
+        lr=2e-3,
+        visualizer=False,
+    )
+
+
+# name: (model, datamodule arguments, trainer arguments, torch-side changes after fitting)
+SETTINGS: dict[str, tuple[Callable, dict, dict, dict]] = {
+    "Ldknn exact (10% bank)": (_ldknn, {}, {}, {}),
+    "Ldknn approximate (10% bank)": (_ldknn, {}, {}, {"search": "approximate"}),
+    "Pdae (MobileNetV2 + EfficientNet-Lite0, 256×96)": (
+        _pdae,
+        {},
+        {"max_epochs": 2, "limit_train_batches": 16},
+        {},
+    ),
+    "Ulsad (MobileNetV2, 160×64)": (
+        _ulsad,
+        {"val_split_mode": "from_train", "val_split_ratio": 0.1},
+        {"max_epochs": 4, "limit_train_batches": 25},
+        {},
+    ),
+}
+
+
+def _datamodule(**kwargs: object) -> MVTecAD:
+    datamodule = MVTecAD(
+        root=DATA,
+        category="kolektorsdd",
+        train_batch_size=8,
+        eval_batch_size=8,
+        num_workers=0,
+        seed=0,
+        **kwargs,
+    )
+    datamodule.setup()
+    return datamodule
+
+
+def _aurocs(run: Callable[[np.ndarray], tuple], datamodule: MVTecAD) -> dict:
+    """Image and pixel AUROC (percent) of ``run`` (images → scores, maps) on the test split."""
+    scores, labels, maps, masks = [], [], [], []
+    for batch in datamodule.test_dataloader():
+        score, anomaly_map = run(batch.image.numpy())
+        anomaly_map = torch.as_tensor(anomaly_map).reshape(len(batch.image), -1, *anomaly_map.shape[-2:])
+        scores.append(torch.as_tensor(score).reshape(-1))
+        labels.append(batch.gt_label)
+        maps.append(anomaly_map.flatten())
+        mask = interpolate(batch.gt_mask[:, None].float(), size=anomaly_map.shape[-2:], mode="nearest")
+        masks.append(mask.flatten())
+    return {
+        "image_auroc": auroc(torch.cat(scores), torch.cat(labels)),
+        "pixel_auroc": auroc(torch.cat(maps), torch.cat(masks)),
+    }
+
+
+def _torch_timing(model: torch.nn.Module, images: np.ndarray) -> dict:
+    result = {}
+    for n in (1, 8):
+        batch = torch.from_numpy(images[:n])
+        with torch.no_grad():
+            for _ in range(WARMUP):
+                model(batch)
+            times = []
+            for _ in range(RUNS):
+                start = time.perf_counter()
+                model(batch)
+                times.append(time.perf_counter() - start)
+        result[f"ms_batch{n}"] = 1000 * statistics.median(times) / n
+    return result
+
+
+def _child_timing(xml: Path, images: Path) -> dict:
+    command = [sys.executable, "-c", TIMING_PROCESS, str(xml), str(images), str(WARMUP), str(RUNS)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _int8_ptq(model: ov.Model, datamodule: MVTecAD) -> ov.Model:
+    """NNCF post-training quantisation calibrated on all training images (refused by the exports)."""
+    import nncf
+
+    loader = datamodule.train_dataloader()
+    return nncf.quantize(model, nncf.Dataset(loader, lambda batch: batch.image), subset_size=len(loader))
+
+
+def _export(model, compression_type: CompressionType | None, datamodule: MVTecAD, folder: Path) -> Path:
+    """The model exported and compressed as ``to_openvino`` does; INT8_PTQ done directly."""
+    ov_model = ov.convert_model(model.to_onnx(folder))
+    if compression_type == CompressionType.INT8:
+        ov_model = compress(ov_model, compression_type)
+    elif compression_type == CompressionType.INT8_PTQ:
+        ov_model = _int8_ptq(ov_model, datamodule)
+    path = folder / f"{compression_type or 'fp32'}.xml"
+    ov.save_model(ov_model, path, compress_to_fp16=compression_type == CompressionType.FP16)
+    return path
+
+
+def _openvino_run(path: Path) -> Callable[[np.ndarray], tuple]:
+    compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+    def run(images: np.ndarray) -> tuple:
+        outputs = compiled(images)
+        return outputs["pred_score"], outputs["anomaly_map"]
+
+    return run
+
+
+def measure(name: str, build: Callable, data_args: dict, trainer_args: dict, changes: dict) -> list[dict]:
+    """Fit one model, then one row for torch and one per OpenVINO precision."""
+    seed_everything(0)
+    datamodule = _datamodule(**data_args)
+    model = build()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(default_root_dir=tmp, logger=False, enable_progress_bar=False, **trainer_args)
+        engine.fit(model, datamodule=datamodule)
+    if changes:
+        model.model.rescore(**changes)
+    model.eval()
+    images = next(iter(datamodule.test_dataloader())).image.numpy()
+
+    def run_torch(batch: np.ndarray) -> tuple:
+        with torch.no_grad():
+            out = model(torch.from_numpy(batch))
+        return out.pred_score.numpy(), out.anomaly_map.numpy()
+
+    rows = [{"precision": "torch FP32"} | _aurocs(run_torch, datamodule) | _torch_timing(model, images)]
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "images.npy", images)
+        for compression_type in TYPES:
+            path = _export(model, compression_type, datamodule, Path(tmp) / str(compression_type))
+            label = f"OpenVINO {(compression_type or 'fp32').upper()}"
+            label += " (refused by export)" if compression_type in REFUSED else ""
+            accuracy = _aurocs(_openvino_run(path), datamodule)
+            rows.append({"precision": label} | accuracy | _child_timing(path, Path(tmp) / "images.npy"))
+            print(name, rows[-1], flush=True)
+    return [{"model": name} | row for row in rows]
+
+
+def paper_pdae() -> list[dict]:
+    """Pdae with the paper's backbones (DenseNet201 + CaiT-XXS24-384), 384 px, random weights: timing."""
+    seed_everything(0)
+    datamodule = _datamodule()
+    model = Pdae(pre_trained=False, visualizer=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(
+            default_root_dir=tmp,
+            logger=False,
+            enable_progress_bar=False,
+            max_epochs=1,
+            limit_train_batches=1,
+            limit_val_batches=1,
+        )
+        engine.fit(model, datamodule=datamodule)
+        images = next(iter(datamodule.test_dataloader())).image.numpy()
+        np.save(Path(tmp) / "images.npy", images)
+        path = _export(model.eval(), None, datamodule, Path(tmp) / "fp32")
+        row = {"precision": "OpenVINO FP32 (random weights)"} | _child_timing(path, Path(tmp) / "images.npy")
+    return [{"model": "Pdae, the paper's backbones at 384 px"} | row]
+
+
+def patchcore_child(output: Path) -> None:
+    """In a process started with :data:`PATCHCORE_ENV`: Patchcore at 1% and with Ldknn's bank size."""
+    from anomalib.models import Patchcore
+    from safetensors.torch import load_file
+
+    seed_everything(0)
+    datamodule = _datamodule()
+    model = Patchcore(
+        backbone="mobilenetv2_100",
+        layers=LAYERS,
+        coreset_sampling_ratio=0.01,
+        pre_trained=False,
+        pre_processor=Patchcore.configure_pre_processor((256, 256), None),
+        visualizer=False,
+    )
+    model.model.feature_extractor.feature_extractor.load_state_dict(load_file(MOBILENET), strict=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(default_root_dir=tmp, logger=False, enable_progress_bar=False)
+        engine.fit(model, datamodule=datamodule)
+        images = Path(tmp) / "images.npy"
+        np.save(images, next(iter(datamodule.test_dataloader())).image.numpy())
+        path = Path(model.to_openvino(Path(tmp) / "one_percent"))
+        accuracy = _aurocs(_openvino_run(path), datamodule)
+        rows.append({"model": "anomalib Patchcore (1% bank)", "precision": "OpenVINO FP32"} | accuracy)
+        rows[-1] |= _child_timing(path, images)
+        bank = model.model.memory_bank
+        model.model.memory_bank = torch.randn(25600, bank.shape[1]) * bank.std() + bank.mean()
+        path = Path(model.to_openvino(Path(tmp) / "equal_bank"))
+        rows.append(
+            {"model": "anomalib Patchcore (25 600 random rows, timing only)", "precision": "OpenVINO FP32"}
+        )
+        rows[-1] |= _child_timing(path, images)
+    output.write_text(json.dumps(rows))
+
+
+def patchcore() -> list[dict]:
+    """:func:`patchcore_child` in its own process, with the allocator setting Patchcore needs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "rows.json"
+        command = [sys.executable, "-m", "benchmarks.deployment", "--patchcore-child", str(output)]
+        subprocess.run(command, check=True, env=os.environ | PATCHCORE_ENV)
+        return json.loads(output.read_text())
+
+
+def matmul_floor(queries: int, rows: int, width: int) -> list[dict]:
+    """The time of one image's distance matmul of the exact search: (queries × D) @ (D × rows)."""
+    a, b = torch.randn(queries, width), torch.randn(width, rows)
+    for _ in range(WARMUP):
+        a @ b
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    label = f"matmul floor of Ldknn's exact search ({queries} × {width}) @ ({width} × {rows})"
+    return [{"model": label, "precision": "torch FP32", "ms_batch1": 1000 * statistics.median(times)}]
+
+
+COLUMNS = {
+    "model": "model",
+    "precision": "precision",
+    "image_auroc": "image AUROC",
+    "pixel_auroc": "pixel AUROC",
+    "ms_batch1": "ms/image, batch 1",
+    "ms_batch8": "ms/image, batch 8",
+    "images_per_second": "images/s (batch 8)",
+    "peak_mb": "peak RSS MB",
+}
+
+
+def write(rows: list[dict]) -> None:
+    """``deployment.md`` (one table, the goal row) and ``deployment.json`` (the rows)."""
+    for row in rows:
+        if "ms_batch8" in row:
+            row["images_per_second"] = 1000 / row["ms_batch8"]
+    table = [
+        [row[key] if isinstance(row.get(key), str) else _number(row.get(key)) for key in COLUMNS]
+        for row in rows
+    ]
+    header = (
+        f"Command: `python benchmarks/deployment.py`. Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, OpenVINO {ov.__version__}, load average at the end "
+        f"{os.getloadavg()[0]:.1f}.\n\n" + " ".join(__doc__.split("\n\n")[1].split())
+    )
+    lines = pipe_table(list(COLUMNS.values()), table)
+    text = "# Deployment on KolektorSDD\n\n" + header + "\n\n" + "\n".join(lines) + "\n"
+    (RESULTS / "deployment.md").write_text(text + _goal(rows))
+    (RESULTS / "deployment.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def _goal(rows: list[dict]) -> str:
+    def ms(model: str, precision: str) -> float | None:
+        found = [r["ms_batch1"] for r in rows if r["model"].startswith(model) and r["precision"] == precision]
+        return found[0] if found else None
+
+    ours, theirs = (
+        ms("Ldknn approximate", "OpenVINO FP32"),
+        ms("anomalib Patchcore (1% bank)", "OpenVINO FP32"),
+    )
+    if ours is None or theirs is None:
+        return ""
+    met = "met" if ours <= theirs else "**not met**"
+    return (
+        f"\nGoal: Ldknn approximate OpenVINO latency ≤ anomalib Patchcore 1% OpenVINO latency at batch 1: "
+        f"{ours:.1f} ms against {theirs:.1f} ms, {met}.\n"
+    )
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", help="run only the rows whose model starts with one of these")
+    parser.add_argument("--patchcore-child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.patchcore_child:
+        patchcore_child(args.patchcore_child)
+        return
+    path = RESULTS / "deployment.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+
+    def wanted(name: str) -> bool:
+        return not args.only or any(name.startswith(prefix) for prefix in args.only)
+
+    for name, setting in SETTINGS.items():
+        if wanted(name):
+            rows = [r for r in rows if r["model"] != name] + measure(name, *setting)
+    extra = {
+        "Pdae, the paper's": paper_pdae,
+        "anomalib Patchcore": patchcore,
+        "matmul floor": lambda: matmul_floor(1024, 25600, 512),
+    }
+    for prefix, run in extra.items():
+        if wanted(prefix):
+            rows = [r for r in rows if not r["model"].startswith(prefix)] + run()
+    write(
+        sorted(rows, key=lambda row: list(SETTINGS).index(row["model"]) if row["model"] in SETTINGS else 99)
+    )
+
+
+if __name__ == "__main__":
+    main()
