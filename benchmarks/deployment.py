@@ -4,12 +4,13 @@ Each model is fitted once on the KolektorSDD training images with real ImageNet 
 scored by torch and by its OpenVINO export at FP32, FP16, INT8 (8-bit weights) and INT8_PTQ (NNCF
 calibrated on the training images; the exports refuse it, the rows show why). Image and pixel
 AUROC are on the 149 test images (the export's normalised outputs; masks resized to the map,
-nearest). Latency is ms per image at batch 1 and 8, median of 20 runs after 5 warm-ups on test
-images; each OpenVINO model is timed in a fresh process that only loads and runs it (CPU, FP32
-inference precision), whose peak RSS is the memory column. Torch rows are timed in this process.
-Baselines in the same run: anomalib's Patchcore (its defaults, MobileNetV2, 256 px) exported at a
-1% coreset and with a bank as large as Ldknn's (random training patches, timing only), and the
-matmul floor of Ldknn's exact search (queries × bank rows × D at this machine's torch matmul rate).
+nearest). Latency is ms per image at batch 1, 2 and 8 (an export with a fixed batch: at that
+batch only), median of 20 runs after 5 warm-ups on test images; each OpenVINO model is timed in a
+fresh process that only loads and runs it (CPU, FP32 inference precision), whose peak RSS
+(``VmHWM``) is the memory column. Torch rows are timed in this process. Baselines in the same
+run: anomalib's Patchcore (its defaults, MobileNetV2, 256 px) exported at a 1% coreset and with
+a bank as large as Ldknn's (random rows, timing only), and the matmul floor of Ldknn's exact
+search (queries × bank rows × D at this machine's torch matmul rate).
 
 Usage: ``python benchmarks/deployment.py [--only NAME ...]``; data and weights from the shared folder.
 Writes ``benchmarks/results/deployment.md`` and ``.json``; rows of models not run again are kept.
@@ -59,8 +60,9 @@ import json, re, statistics, sys, time
 import numpy as np, openvino as ov
 compiled = ov.Core().compile_model(sys.argv[1], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 images, warmup, runs = np.load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+batch = compiled.input(0).get_partial_shape()[0]
 result = {}
-for n in (1, 8):
+for n in (1, 2, 8) if batch.is_dynamic else (batch.get_length(),):
     for _ in range(warmup):
         compiled(images[:n])
     times = []
@@ -159,7 +161,7 @@ def _aurocs(run: Callable[[np.ndarray], tuple], datamodule: MVTecAD) -> dict:
 
 def _torch_timing(model: torch.nn.Module, images: np.ndarray) -> dict:
     result = {}
-    for n in (1, 8):
+    for n in (1, 2, 8):
         batch = torch.from_numpy(images[:n])
         with torch.no_grad():
             for _ in range(WARMUP):
@@ -200,11 +202,23 @@ def _export(model, compression_type: CompressionType | None, datamodule: MVTecAD
 
 
 def _openvino_run(path: Path) -> Callable[[np.ndarray], tuple]:
+    """Scores and maps of the export; an export with a fixed batch gets padded slices of it."""
     compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    batch = compiled.input(0).get_partial_shape()[0]
+    size = None if batch.is_dynamic else batch.get_length()
 
     def run(images: np.ndarray) -> tuple:
-        outputs = compiled(images)
-        return outputs["pred_score"], outputs["anomaly_map"]
+        if size is None:
+            outputs = compiled(images)
+            return outputs["pred_score"], outputs["anomaly_map"]
+        scores, maps = [], []
+        for start in range(0, len(images), size):
+            part = images[start : start + size]
+            padded = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+            outputs = compiled(padded)
+            scores.append(outputs["pred_score"].reshape(size, -1)[: len(part)])
+            maps.append(outputs["anomaly_map"][: len(part)])
+        return np.concatenate(scores), np.concatenate(maps)
 
     return run
 
@@ -228,6 +242,7 @@ def measure(name: str, build: Callable, data_args: dict, trainer_args: dict, cha
         return out.pred_score.numpy(), out.anomaly_map.numpy()
 
     rows = [{"precision": "torch FP32"} | _aurocs(run_torch, datamodule) | _torch_timing(model, images)]
+    print(name, rows[-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "images.npy", images)
         for compression_type in TYPES:
@@ -327,6 +342,7 @@ COLUMNS = {
     "image_auroc": "image AUROC",
     "pixel_auroc": "pixel AUROC",
     "ms_batch1": "ms/image, batch 1",
+    "ms_batch2": "ms/image, batch 2",
     "ms_batch8": "ms/image, batch 8",
     "images_per_second": "images/s (batch 8)",
     "peak_mb": "peak RSS MB",
@@ -334,7 +350,10 @@ COLUMNS = {
 
 
 def write(rows: list[dict]) -> None:
-    """``deployment.md`` (one table, the goal row) and ``deployment.json`` (the rows)."""
+    """``deployment.md`` (one table, the goal row) and ``deployment.json`` (the rows), after each model."""
+    rows.sort(
+        key=lambda row: list(SETTINGS).index(row["model"]) if row["model"] in SETTINGS else len(SETTINGS)
+    )
     for row in rows:
         if "ms_batch8" in row:
             row["images_per_second"] = 1000 / row["ms_batch8"]
@@ -355,7 +374,7 @@ def write(rows: list[dict]) -> None:
 
 def _goal(rows: list[dict]) -> str:
     def ms(model: str, precision: str) -> float | None:
-        found = [r["ms_batch1"] for r in rows if r["model"].startswith(model) and r["precision"] == precision]
+        found = [r["ms_batch2"] for r in rows if r["model"].startswith(model) and r["precision"] == precision]
         return found[0] if found else None
 
     ours, theirs = (
@@ -366,7 +385,8 @@ def _goal(rows: list[dict]) -> str:
         return ""
     met = "met" if ours <= theirs else "**not met**"
     return (
-        f"\nGoal: Ldknn approximate OpenVINO latency ≤ anomalib Patchcore 1% OpenVINO latency at batch 1: "
+        "\nGoal: Ldknn approximate OpenVINO latency ≤ anomalib Patchcore 1% OpenVINO latency, per image at "
+        "batch 2 (anomalib's Patchcore exports with a fixed batch of 2): "
         f"{ours:.1f} ms against {theirs:.1f} ms, {met}.\n"
     )
 
@@ -393,6 +413,7 @@ def main() -> None:
     for name, setting in SETTINGS.items():
         if wanted(name):
             rows = [r for r in rows if r["model"] != name] + measure(name, *setting)
+            write(rows)
     extra = {
         "Pdae, the paper's": paper_pdae,
         "anomalib Patchcore": patchcore,

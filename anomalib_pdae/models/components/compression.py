@@ -2,7 +2,7 @@
 
 anomalib's ``to_openvino`` creates the export folder before it compresses, so a refused type is
 refused here, before anything is written. Measured on KolektorSDD:
-``benchmarks/results/deployment.md`` (``python benchmarks/deployment.py``).
+``benchmarks/results/compression.md`` and ``deployment.md`` (``python benchmarks/deployment.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ REFUSED = {
     CompressionType.INT8_PTQ: (
         "8-bit activations move the features these models compare by distances (to a memory bank, "
         "or to their reconstruction): on KolektorSDD image AUROC fell by 8 points for Ldknn and "
-        "Pdae and to chance for Ulsad (benchmarks/results/deployment.md); int8 (8-bit weights "
+        "Pdae and to chance for Ulsad (benchmarks/results/compression.md); int8 (8-bit weights "
         "only) stayed within about a point"
     ),
     CompressionType.INT8_ACQ: (

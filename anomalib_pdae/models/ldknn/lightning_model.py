@@ -65,7 +65,7 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibMo
         projection_dim: width of the approximate search's PCA space (<= embedding_dim).
         density_search: how the local densities find their K neighbours in the full bank at fit
             time: ``"exact"`` (faiss brute force) or ``"approximate"`` (64 PCA axes, 32
-            candidates, exact re-rank: a fraction of the time; see ``models/ldknn/README.md``).
+            candidates, exact re-rank; measured gain small, see ``models/ldknn/README.md``).
 
     Example:
         >>> from anomalib.data import MVTecAD
