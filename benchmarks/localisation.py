@@ -1,6 +1,7 @@
-"""Where LDKNN's localisation goes: one factor at a time against the same fitted bank (README.md).
+"""Where LDKNN's localisation goes: one factor at a time against one fitted bank (README.md).
 
-Writes ``benchmarks/results/localisation[_<part>].json`` and ``localisation.md``.
+Usage: ``python benchmarks/localisation.py [--part NAME] [--render] ...`` (``--help``); writes
+``benchmarks/results/localisation[_<part>].json`` and ``localisation.md``.
 """
 
 from __future__ import annotations
@@ -35,12 +36,8 @@ SCORERS = [
     ("1-NN, squared", "knn", "squared", 0.0, "subtract"),
     ("1-NN, euclidean", "knn", "euclidean", 0.0, "subtract"),
 ]
-# (image score from, anomaly map from): the density correction on the image score only.
-SPLITS = [
-    ("image ldknn squared, map 1-NN squared", 0, 4),
-    ("image ldknn squared, map 1-NN euclidean", 0, 5),
-    ("image ldknn euclidean, map 1-NN euclidean", 3, 5),
-]
+# (image score from, anomaly map from) in SCORERS: the density correction on the image score only.
+SPLITS = [(0, 4), (0, 5), (3, 5)]
 MAP_PATHS = [
     "bilinear + GaussianBlur2d σ4 (ours)",
     "bilinear + scipy gaussian_filter σ4 (REB, PatchCore ref.)",
@@ -85,7 +82,7 @@ def embed(features: list[torch.Tensor], dim: int, aggregation: str) -> torch.Ten
         return torch.cat([embedding([f[i : i + 8] for f in features]) for i in range(0, len(features[0]), 8)])
 
 
-def rows(embedding: torch.Tensor) -> torch.Tensor:
+def patches(embedding: torch.Tensor) -> torch.Tensor:
     return embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1]).contiguous()
 
 
@@ -95,12 +92,14 @@ def fit_bank(train: torch.Tensor, test: torch.Tensor, ratio: float) -> Bank:
     from anomalib_pdae.models.components.search import faiss_knn, nearest_neighbours
 
     def fit() -> tuple[torch.Tensor, np.ndarray]:
-        full = rows(train)
+        full = patches(train)
         memory = full if ratio == 1 else full[torch.from_numpy(greedy_coreset(full, ratio, progress=False))]
         return memory, faiss_knn(memory, full, K, exclude_self=True)[0]
 
     (memory, squared), fit_seconds = timed(fit)
-    found, seconds = timed(lambda: [nearest_neighbours(rows(chunk), memory, k=1) for chunk in test.split(4)])
+    found, seconds = timed(
+        lambda: [nearest_neighbours(patches(chunk), memory, k=1) for chunk in test.split(4)]
+    )
     shape = (test.shape[0], 1, *test.shape[2:])
     return Bank(
         size=len(memory),
@@ -124,13 +123,6 @@ def patch_scores(bank: Bank, scorer: str, distance: str, gamma: float, form: str
     return density_corrected(nearest, density, gamma, form)
 
 
-def image_score(scores: torch.Tensor) -> torch.Tensor:
-    """The model's image score, REB's block-max: the largest mean over 3×3 blocks."""
-    from anomalib_pdae.models.ldknn.image_score import image_scores
-
-    return image_scores(scores, "block_max")
-
-
 def anomaly_map(scores: torch.Tensor, path: str) -> torch.Tensor:
     """Pixel map of patch scores by one of :data:`MAP_PATHS`."""
     from anomalib.models.components import GaussianBlur2d
@@ -151,24 +143,24 @@ def anomaly_map(scores: torch.Tensor, path: str) -> torch.Tensor:
 
 
 def evaluate(metrics: data.Metrics, bank: Bank, image_from: tuple, map_from: tuple, path: str) -> dict:
-    image = image_score(patch_scores(bank, *image_from[1:]))
+    """Metrics of the image score (REB's block-max) of one scorer and the map of another."""
+    from anomalib_pdae.models.ldknn.image_score import image_scores
+
+    image = image_scores(patch_scores(bank, *image_from[1:]), "block_max")
     scores = patch_scores(bank, *map_from[1:])
     pixel, seconds = timed(anomaly_map, scores, path)
     return {**metrics(image, pixel), "ms_per_image": bank.search_ms + 1e3 * seconds / len(scores)}
 
 
 def ablate_bank(test: data.Metrics, bank: Bank, setting: dict, level: str) -> Iterator[dict]:
-    """Rows on one fitted bank: ``key``, ``scorers`` (every scorer and split) or ``full`` (+ map paths).
-
-    ``key``: the default, 1-NN squared and Euclidean, and the first two splits.
-    """
+    """Rows on one bank: ``key`` (default, 1-NN, two splits), ``scorers`` (all), ``full`` (+ map paths)."""
     common = {**setting, "bank": bank.size, "fit_seconds": bank.fit_seconds, "search_ms": bank.search_ms}
     if level == "key":  # the most telling rows first
         plan = [(SCORERS[0], SCORERS[0], 0), (SCORERS[0], SCORERS[4], 0), (SCORERS[0], SCORERS[5], 0)]
         plan += [(SCORERS[5], SCORERS[5], 0), (SCORERS[0], SCORERS[0], 1), (SCORERS[4], SCORERS[4], 0)]
     else:
         plan = [(variant, variant, 0) for variant in SCORERS]
-        plan += [(SCORERS[image_from], SCORERS[map_from], 0) for _, image_from, map_from in SPLITS]
+        plan += [(SCORERS[image_from], SCORERS[map_from], 0) for image_from, map_from in SPLITS]
         if level == "full":
             plan += [(v, v, path) for path in range(1, len(MAP_PATHS)) for v in (SCORERS[0], SCORERS[5])]
     for image_from, map_from, path in plan:
@@ -183,23 +175,6 @@ def ablate_bank(test: data.Metrics, bank: Bank, setting: dict, level: str) -> It
         yield {**common, "factor": factor, "row": name, **row}
 
 
-def baseline(
-    backbone: str, weights: Path, train: data.Split, test_split: data.Split, test: data.Metrics
-) -> dict:
-    """The baseline: anomalib's ``PatchcoreModel`` on a 1% bank of the same greedy coreset."""
-    scores, maps, size, ms = data.patchcore_same_bank(backbone, weights, LAYERS, 0.01, train, test_split)
-    setting = {"backbone": backbone, "embedding_dim": "concat", "aggregation": "anomalib", "ratio": 0.01}
-    row = "anomalib PatchcoreModel (9-NN reweighted image score, nearest + blur map)"
-    return {
-        **setting,
-        "bank": size,
-        "factor": "baseline",
-        "row": row,
-        **test(scores, maps),
-        "ms_per_image": ms,
-    }
-
-
 def run(args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(0)
     train, test_split = data.load_splits(args.data_root)
@@ -208,7 +183,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     for backbone in args.backbones:
         weights = Path(args.weights_dir) / WEIGHTS_FILES[backbone]
         if 0.01 in args.ratios and args.baseline:
-            results.append(baseline(backbone, weights, train, test_split, test))
+            results.append(data.patchcore_baseline(backbone, weights, LAYERS, train, test_split, test))
             print(results[-1], flush=True)
         train_features = extract(backbone, weights, train.images)
         test_features = extract(backbone, weights, test_split.images)
@@ -221,12 +196,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             bank = fit_bank(
                 embed(train_features, dim, aggregation), embed(test_features, dim, aggregation), ratio
             )
-            setting = {
-                "backbone": backbone,
-                "embedding_dim": dim or "concat",
-                "aggregation": aggregation,
-                "ratio": ratio,
-            }
+            setting = {"backbone": backbone, "embedding_dim": dim or "concat", "aggregation": aggregation}
+            setting["ratio"] = ratio
             level = args.level or ("scorers" if dim == 512 else "key")
             if not args.level and dim == 512 and ratio in args.map_ratios and backbone == args.backbones[0]:
                 level = "full"
@@ -241,7 +212,7 @@ def _json(args: argparse.Namespace) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__)
     add = parser.add_argument
     add("--data-root", default=str(SHARED / "data"))
     add("--weights-dir", default=str(SHARED / "weights"))
@@ -258,8 +229,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     if not args.render:
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        rows_ = run(args)
-        _json(args).write_text(json.dumps({"started": started, "rows": rows_}, indent=1) + "\n")
+        _json(args).write_text(json.dumps({"started": started, "rows": run(args)}, indent=1) + "\n")
     write_markdown(RESULTS)
 
 
