@@ -8,10 +8,7 @@ from pathlib import Path
 
 
 def build_datamodule(spec: dict):
-    """Anomalib's datamodule of the spec, on seeded random subsets when it has ``n_train``/``n_test``.
-
-    ``n_train`` normal training images; ``n_test`` test images, half normal and half anomalous.
-    """
+    """Anomalib's datamodule of the spec; ``n_train`` / ``n_test`` (half anomalous): seeded subsets."""
     from anomalib import data
 
     base = getattr(data, spec["datamodule"])
@@ -37,7 +34,7 @@ def build_datamodule(spec: dict):
     return Limited(root=spec["root"], category=spec["category"], num_workers=spec["num_workers"], **sizes)
 
 
-def _load_weights(module, weights: str) -> None:
+def load_weights(module, weights: str | Path) -> None:
     """Load a timm checkpoint into a features-only timm model; every parameter must be covered."""
     from safetensors.torch import load_file
 
@@ -49,53 +46,36 @@ def _load_weights(module, weights: str) -> None:
 
 def build_model(spec: dict):
     """The model with raw scores: no post-processing, no evaluator (see :mod:`benchmarks.metrics`)."""
-    init_args = dict(spec["init_args"])
-    size = (spec["image_size"], spec["image_size"])
-    weights = spec.get("weights")
+    import anomalib_pdae
+
+    init_args, size, weights = dict(spec["init_args"]), (spec["image_size"],) * 2, spec.get("weights")
     common = {"post_processor": False, "evaluator": False, "visualizer": False}
-    if spec["model"] == "Ldknn":
-        from anomalib_pdae import Ldknn
+    if spec["model"] == "Patchcore":
+        from anomalib.models import Patchcore
 
-        return Ldknn(
-            **init_args, weights=weights, pre_processor=Ldknn.configure_pre_processor(size), **common
-        )
+        crop = spec.get("center_crop")
+        pre_processor = Patchcore.configure_pre_processor(size, (crop, crop) if crop else None)
+        model = Patchcore(**init_args, pre_trained=weights is None, pre_processor=pre_processor, **common)
+        if weights is not None:
+            load_weights(model.model.feature_extractor.feature_extractor, weights)
+        return model
+    model_class = getattr(anomalib_pdae, spec["model"])  # Ldknn, Pdae or Gde
     if spec["model"] == "Pdae":
-        from anomalib_pdae import Pdae
-
-        files = [weights] if weights else None
-        return Pdae(**init_args, weights=files, pre_processor=Pdae.configure_pre_processor(size), **common)
-    if spec["model"] == "Gde":
-        from anomalib_pdae import Gde
-
-        # ``layers`` only tells a DefectMaker fine-tuning (benchmarks.reb_rows) its LDKNN layers.
+        weights = [weights] if weights else None
+    if spec["model"] == "Gde":  # its ``layers`` only tell a fine-tuning (reb_rows) the LDKNN layers
         init_args.pop("layers", None)
-        return Gde(**init_args, weights=weights, pre_processor=Gde.configure_pre_processor(size), **common)
-    from anomalib.models import Patchcore
-
-    crop = spec.get("center_crop")
-    pre_processor = Patchcore.configure_pre_processor(size, (crop, crop) if crop else None)
-    model = Patchcore(**init_args, pre_trained=weights is None, pre_processor=pre_processor, **common)
-    if weights is not None:
-        _load_weights(model.model.feature_extractor.feature_extractor, weights)
-    return model
+    return model_class(
+        **init_args, weights=weights, pre_processor=model_class.configure_pre_processor(size), **common
+    )
 
 
 def quiet_engine(root: str, accelerator: str, callbacks: list, max_epochs: int | None = None):
-    """The Engine every job fits with: no logger, no progress bar, no validation epoch.
-
-    ``max_epochs``: ``-1`` until the model stops itself (Reb); ``None`` leaves Lightning's default.
-    """
+    """The Engine every job fits with: no logger, no progress bar, no validation epoch."""
     from anomalib.engine import Engine
 
+    quiet = {"logger": False, "enable_progress_bar": False, "limit_val_batches": 0, "devices": 1}
     return Engine(
-        default_root_dir=root,
-        logger=False,
-        accelerator=accelerator,
-        devices=1,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-        callbacks=callbacks,
-        max_epochs=max_epochs,
+        default_root_dir=root, accelerator=accelerator, callbacks=callbacks, max_epochs=max_epochs, **quiet
     )
 
 

@@ -1,7 +1,4 @@
-"""The one job builder: each job kind (a table's ``jobs`` entry) builds the model part of a spec.
-
-:func:`build_specs` adds the data, paths and seed: one spec per (dataset, category, model).
-"""
+"""The one job builder: job kinds (a table's ``jobs``) → specs, one per (dataset, category, model)."""
 
 from __future__ import annotations
 
@@ -16,8 +13,13 @@ PDAE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pdae" / "mvtec.
 
 
 def _job(model: str, key: str, method: str, init_args: dict, representation: str = "") -> dict:
-    job = {"model": model, "key": key, "method": method, "representation": representation}
-    return {**job, "init_args": init_args}
+    return {
+        "model": model,
+        "key": key,
+        "method": method,
+        "representation": representation,
+        "init_args": init_args,
+    }
 
 
 def _k(table: Table, settings: Settings) -> int:
@@ -52,10 +54,7 @@ def ldknn_variable_k(table: Table, settings: Settings) -> dict:
 
 
 def reb(table: Table, settings: Settings) -> dict:
-    """DefectMaker (KNN, K=1) and REB (LDKNN, fixed and, with known candidates, variable K) on one bank.
-
-    Fitted for the first variant: plain KNN needs no local densities.
-    """
+    """DefectMaker (KNN, K=1) and REB (fixed and, with candidates, variable K) on one bank, fitted as KNN."""
     k = _k(table, settings)
     variants = [
         {"method": "DefectMaker", "scorer": "knn", "k": 1},
@@ -130,11 +129,7 @@ def patchcore_s(table: Table, settings: Settings) -> dict:
 
 
 def table5(table: Table, settings: Settings) -> list[dict]:
-    """GDE, KNN and LDKNN on ImageNet weights, then per fine-tuned representation.
-
-    Per representation the KNN/LDKNN job comes first: it fine-tunes and stores the weights,
-    which the GDE job of the same category reuses.
-    """
+    """GDE, KNN and LDKNN per representation; the KNN/LDKNN job fine-tunes, GDE's reuses its weights."""
     backbone = BACKBONES[settings.backbone]
     gde_args = {"backbone": backbone["weights"], "layer": backbone["last"]}
     gde = _job("Gde", "gde", "GDE", {**gde_args, "layers": backbone["layers"]}, "ImageNet")
@@ -163,8 +158,11 @@ def pdae(table: Table, settings: Settings) -> dict:
     init_args = {**config["model"]["init_args"], "image_size": [settings.image_size] * 2}
     if settings.smoke:
         backbone = BACKBONES[settings.backbone]
-        init_args |= {"backbones": [[backbone["weights"], backbone["layers"]]], "hidden_widths": [64]}
-        init_args |= {"lr_milestones": []}
+        init_args |= {
+            "backbones": [[backbone["weights"], backbone["layers"]]],
+            "hidden_widths": [64],
+            "lr_milestones": [],
+        }
     batch_size = config["data"]["init_args"]["train_batch_size"]
     max_epochs = 1 if settings.smoke else config["trainer"]["max_epochs"]
     return {**_job("Pdae", "pdae", "PDAE", init_args), "batch_size": batch_size, "max_epochs": max_epochs}
@@ -184,8 +182,12 @@ def ldknn_costs(table: Table, settings: Settings) -> dict:
 
 def patchcore_costs(table: Table, settings: Settings) -> dict:
     """Anomalib's Patchcore on the same input, with its fit time and peak memory."""
-    costs = {"key": "patchcore_costs", "report_speed": True, "report_costs": True}
-    return {**patchcore(table, settings), **costs}
+    return {
+        **patchcore(table, settings),
+        "key": "patchcore_costs",
+        "report_speed": True,
+        "report_costs": True,
+    }
 
 
 KINDS: dict[str, Callable[[Table, Settings], dict | list[dict]]] = {
@@ -200,9 +202,6 @@ KINDS: dict[str, Callable[[Table, Settings], dict | list[dict]]] = {
 
 def model_jobs(table: str, settings: Settings) -> list[dict]:
     """The model part of every job of a table (the same for every category)."""
-    if table not in TABLES:
-        msg = f"table must be one of {sorted(TABLES)}, got {table!r}"
-        raise ValueError(msg)
     spec, jobs = TABLES[table], []
     for kind in spec.job_kinds(settings.smoke):
         built = KINDS[kind](spec, settings)
@@ -218,17 +217,11 @@ def dataset_categories(table: str, smoke: bool, categories: list[str] | None) ->
         return [(papers.SMOKE_DATASET, papers.SMOKE_DATASET)]
     pairs = [(dataset, c) for dataset in TABLES[table].datasets for c in papers.CATEGORIES[dataset]]
     if categories:
-        unknown = sorted(set(categories) - {c for _, c in pairs})
-        if unknown:
+        if unknown := sorted(set(categories) - {c for _, c in pairs}):
             msg = f"categories {unknown} are not in {table}; allowed: {[c for _, c in pairs]}"
             raise ValueError(msg)
         pairs = [pair for pair in pairs if pair[1] in categories]
     return pairs
-
-
-def dataset_root(data_root: Path, dataset: str) -> Path:
-    """The folder anomalib's datamodule reads a dataset from (the stand-in: ``data_root``)."""
-    return data_root if dataset == papers.SMOKE_DATASET else data_root / papers.FOLDERS[dataset]
 
 
 def build_specs(
@@ -250,28 +243,27 @@ def build_specs(
     """
     # Tables sharing a results CSV (PatchCore S1-S3) share their jobs, hence the CSV's name here.
     prefix = TABLES[table].results or table
+    common = {"backbone": settings.backbone, "image_size": settings.image_size, "n_train": settings.n_train}
+    common |= {"n_test": settings.n_test, "num_workers": 0 if settings.smoke else 4, "seed": seed}
+    common |= {"accelerator": "cpu" if settings.smoke else accelerator, "weights": weights and str(weights)}
     specs = []
     for dataset, category in dataset_categories(table, settings.smoke, categories):
-        datamodule = "MVTecAD" if dataset == papers.SMOKE_DATASET else papers.DATAMODULES[dataset]
-        where = {"dataset": dataset, "datamodule": datamodule, "root": str(dataset_root(data_root, dataset))}
+        stand_in = dataset == papers.SMOKE_DATASET
+        datamodule = "MVTecAD" if stand_in else papers.DATAMODULES[dataset]
+        root = data_root if stand_in else data_root / papers.FOLDERS[dataset]
         for model in model_jobs(table, settings):
             job_id = f"{prefix}.{dataset}.{category}.{settings.backbone}.{model['key']}"
             specs.append(
                 {
                     **model,
+                    **common,
                     "table": prefix,
                     "job": job_id,
-                    **where,
+                    "dataset": dataset,
+                    "datamodule": datamodule,
+                    "root": str(root),
                     "category": category,
-                    "backbone": settings.backbone,
-                    "image_size": settings.image_size,
-                    "n_train": settings.n_train,
-                    "n_test": settings.n_test,
                     "batch_size": model.get("batch_size") or (16 if settings.smoke else 32),
-                    "num_workers": 0 if settings.smoke else 4,
-                    "accelerator": "cpu" if settings.smoke else accelerator,
-                    "weights": None if weights is None else str(weights),
-                    "seed": seed,
                     "log": str(runs_dir / f"{job_id}.json"),
                     "finetuned_dir": str(runs_dir.parent / "finetuned"),
                 }
