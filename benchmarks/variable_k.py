@@ -1,8 +1,4 @@
-"""LDKNN's "variable K" chosen per category on training images only (README.md, "REB rows").
-
-A held-out fifth of the training images and DefectMaker pseudo-anomalies made from them are
-scored on a bank of the other images for every candidate K; the best validation AUROC wins.
-"""
+"""LDKNN's "variable K", chosen per category on training images only (README.md, "REB rows")."""
 
 from __future__ import annotations
 
@@ -42,9 +38,6 @@ def pick_k(aurocs: dict[int, float], default: int) -> int:
 
 def split_holdout(n_images: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded split of ``n_images`` training images into (bank, held-out) index lists."""
-    if not 0 < fraction < 1:
-        msg = f"holdout must be in (0, 1), got {fraction}"
-        raise ValueError(msg)
     count = max(2, round(fraction * n_images))
     if n_images - count < 1:
         msg = f"variable K needs at least {count + 1} training images to hold {count} out, got {n_images}"
@@ -67,11 +60,9 @@ def pseudo_anomalies(
     masks = [saliency(array) for array in arrays]
     out = []
     for index, (array, mask) in enumerate(zip(arrays, masks, strict=True)):
-        others = [j for j in range(len(arrays)) if j != index] or [index]
-        source = int(rng.choice(others))
+        source = int(rng.choice([j for j in range(len(arrays)) if j != index] or [index]))
         for shape, fill in DEFECT_TYPES:
-            defect = maker.make(array, mask, shape, fill, rng, arrays[source], masks[source])
-            out.append(defect.image)
+            out.append(maker.make(array, mask, shape, fill, rng, arrays[source], masks[source]).image)
     stacked = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
     return stacked.to(images.dtype) / 255.0
 
@@ -79,11 +70,7 @@ def pseudo_anomalies(
 def local_densities(
     memory: torch.Tensor, full_bank: torch.Tensor, ks: Sequence[int], distance: str = "squared"
 ) -> dict[int, torch.Tensor]:
-    """LDKNN's local density of every memory point for each K, from one search with the largest K.
-
-    Equal to ``scorers.fit_statistics("ldknn", memory, full_bank, k)["local_density"]`` for each k:
-    the K nearest neighbours are the first K of the largest-K search.
-    """
+    """LDKNN's local density of every memory point for each K, from one search with the largest K."""
     distances = faiss_knn(memory, full_bank, max(ks), exclude_self=True)[0]
     if distance == "euclidean":
         distances = np.sqrt(distances)
@@ -97,12 +84,7 @@ def validation_scores(
     ks: Sequence[int],
     settings: LdknnSettings = DEFAULTS,
 ) -> dict[int, torch.Tensor]:
-    """LDKNN image scores of embedded images ``(B, D, H, W)`` on ``memory`` for every K.
-
-    Scored as :class:`LdknnModel` scores (its patch score and image score functions), with the
-    ``ld_coefficient``, ``density_mode``, ``distance`` and ``image_score`` of ``settings``. The
-    1-NN search does not depend on K; only the nearest point's local density does.
-    """
+    """LDKNN image scores, as :class:`LdknnModel` scores, of embeddings ``(B, D, H, W)`` for every K."""
     batch, dim, height, width = embeddings.shape
     queries = embeddings.permute(0, 2, 3, 1).reshape(-1, dim)
     nearest, index = scorers.nearest_memory(queries, memory, settings.distance)
@@ -131,11 +113,7 @@ def validation_aurocs(
 def _images(
     train_data: Sequence, indices: Sequence[int], transform: Callable[[torch.Tensor], torch.Tensor]
 ) -> list[torch.Tensor]:
-    """The dataset's images at ``indices`` through ``transform`` only.
-
-    Augmentations a trainer attached to the dataset (e.g. another model's resize) are switched
-    off while reading.
-    """
+    """The dataset's images at ``indices`` through ``transform`` only (its augmentations off)."""
     augmentations = getattr(train_data, "augmentations", None)
     if augmentations is not None:
         train_data.augmentations = None
@@ -165,11 +143,10 @@ def choose_k(
     seed: int = 0,
     batch_size: int = 16,
 ) -> dict:
-    """Choose LDKNN's K for one category from its training images only; return the selection's record.
+    """Choose K from training images only; return the selection's record.
 
-    ``model``: an LDKNN torch model configured like the final one (its K is not used), on the
-    device to embed with; ``transform``: its pre-processing; ``default``: the table's fixed K,
-    preferred on ties; ``holdout``: the fraction of training images held out as normals.
+    ``model``: configured like the final one (its K unused), on the device to embed with;
+    ``default``: the table's fixed K, preferred on ties; ``holdout``: the fraction held out.
     """
     started = time.perf_counter()
     model.eval()
@@ -182,18 +159,11 @@ def choose_k(
         if max(candidates) >= len(full_bank):
             msg = f"K up to {max(candidates)} needs more than {len(full_bank)} bank patches"
             raise ValueError(msg)
-        ratio = model.settings.coreset_ratio
-        memory = full_bank
+        ratio, memory = model.settings.coreset_ratio, full_bank
         if ratio < 1:
             memory = full_bank[torch.from_numpy(greedy_coreset(full_bank, ratio, progress=False))]
-        aurocs = validation_aurocs(
-            memory,
-            full_bank,
-            _embed(model, normals, batch_size),
-            _embed(model, anomalies, batch_size),
-            candidates,
-            model.settings,
-        )
+        normal, anomalous = _embed(model, normals, batch_size), _embed(model, anomalies, batch_size)
+        aurocs = validation_aurocs(memory, full_bank, normal, anomalous, candidates, model.settings)
     return {
         "k": pick_k(aurocs, default),
         "aurocs": {str(k): value for k, value in aurocs.items()},
