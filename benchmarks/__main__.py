@@ -15,13 +15,9 @@ from .tables import TABLES
 
 HERE = Path(__file__).resolve().parent
 SMOKE = {
-    "backbone": "mobilenetv2_100",
-    "image_size": 128,
-    "n_train": 16,
-    "n_test": 24,
-    "patchcore_ratio": 0.01,
-}
-SMOKE |= {"smoke": True, "k_values": (1, 9, 33), "coreset_ratios": (0.1, 0.01)}
+    "backbone": "mobilenetv2_100", "image_size": 128, "n_train": 16, "n_test": 24, "patchcore_ratio": 0.01,
+    "smoke": True, "k_values": (1, 9, 33), "coreset_ratios": (0.1, 0.01),
+}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,18 +26,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("table", choices=sorted(TABLES))
     add("--smoke", action="store_true", help="KolektorSDD stand-in, tiny settings")
     add("--plan", action="store_true", help="list the jobs and estimated durations; run nothing")
-    ray_help = "run the jobs as Ray tasks: on a new local instance, or on the cluster at ADDRESS"
-    add("--ray", nargs="?", const="local", default=None, metavar="ADDRESS", help=ray_help)
-    data_help = "folder holding MVTecAD/, MVTec_LOCO/, BTech/ (smoke: holding kolektorsdd/)"
-    add("--data-root", type=Path, default=SHARED / "data", help=data_help)
-    add("--backbone", choices=sorted(BACKBONES), default=None)
-    add("--weights", type=Path, default=None, help="local timm weights file")
-    add("--categories", nargs="+", default=None, help="run only these categories")
-    add("--results", type=Path, default=None, help="output folder")
+    add("--ray", nargs="?", const="local", metavar="ADDRESS", help="as Ray tasks, here or at ADDRESS")
+    add("--data-root", type=Path, default=SHARED / "data", help="holds MVTecAD/ ... (smoke: kolektorsdd/)")
+    add("--backbone", choices=sorted(BACKBONES))
+    add("--weights", type=Path, help="local timm weights file")
+    add("--categories", nargs="+", help="run only these categories")
+    add("--results", type=Path, help="output folder")
     add("--accelerator", default="auto")
     add("--seed", type=int, default=0)
-    textures_help = "table5: texture images for the DRAEM representation (DTD, e.g. dtd/images)"
-    add("--textures", type=Path, default=None, help=textures_help)
+    add("--textures", type=Path, help="table5: texture images of the DRAEM representation (DTD)")
     return parser.parse_args(argv)
 
 
@@ -52,8 +45,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
         msg = "pdae runs the backbones of configs/pdae/mvtec.yaml from the hub: no --backbone/--weights"
         raise SystemExit(msg)
     if args.textures is not None and not args.textures.is_dir():
-        msg = f"texture folder {args.textures} not found"
-        raise SystemExit(msg)
+        raise SystemExit(f"texture folder {args.textures} not found")
     textures = str(args.textures.resolve()) if args.textures is not None else None
     if args.table == "table5" and not args.smoke and textures is None:
         msg = (
@@ -79,8 +71,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     weights = args.weights or (smoke_weights if args.smoke else None)
     runs_dir = results_dir / "runs"
     options = {"categories": args.categories, "accelerator": args.accelerator, "seed": args.seed}
-    weights = None if weights is None else weights.resolve()
-    specs = build_specs(args.table, settings, args.data_root.resolve(), runs_dir, weights=weights, **options)
+    options["weights"] = weights and weights.resolve()
+    specs = build_specs(args.table, settings, args.data_root.resolve(), runs_dir, **options)
     if args.plan:
         print(plan(specs))
         return None

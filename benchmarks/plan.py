@@ -10,14 +10,9 @@ from .timing import timed
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 HOW = (
-    "Estimated duration = (a) backbone forward seconds per image, probed now on this machine "
-    "({device}; the job's backbone and layers at its input size, random weights, batch 2, best of "
-    "2 after a warm-up) × images passed (training images once per fit, test images once per "
-    "variant, fine-tuning: updates × images per update × 3 for the backward pass, scaled by its "
-    "input size; PDAE: epochs × training images × 3); + (b) LDKNN's local densities, (kept bank "
-    "patches) × (all training patches) × D multiply-adds per scorer needing them, at the rate "
-    "faiss reached now ({rate:.1f} G/s). Data loading, coresets and Patchcore's search are not "
-    "counted: a lower bound."
+    "Estimated duration = backbone forward seconds per image, probed now on this machine ({device}) × "
+    "images passed, + LDKNN's local densities at the rate faiss reached now ({rate:.1f} G/s); data "
+    "loading, coresets and Patchcore's search are not counted: a lower bound (benchmarks/README.md)."
 )
 
 
@@ -37,27 +32,25 @@ def missing(specs: list[dict]) -> list[str]:
     """What the jobs need and do not find: dataset folders, weights files, uncached hub weights."""
     from huggingface_hub.constants import HF_HUB_CACHE
 
-    problems: dict[str, None] = {}
+    problems = []
     for spec in specs:
         folder = Path(spec["root"]) / spec["category"]
         if not folder.is_dir():
-            problems[f"dataset folder {folder} ({spec['dataset']}, category {spec['category']})"] = None
-        if spec.get("weights"):
-            if not Path(spec["weights"]).is_file():
-                problems[f"weights file {spec['weights']}"] = None
-            continue
-        for tag in weights_tags(spec):
-            if not _hub_cached(tag):
-                problems[
-                    f"weights {tag}: not in the Hugging Face cache {HF_HUB_CACHE} (no --weights FILE)"
-                ] = None
-    return list(problems)
+            problems.append(f"dataset folder {folder} ({spec['dataset']}, category {spec['category']})")
+        if spec.get("weights") and not Path(spec["weights"]).is_file():
+            problems.append(f"weights file {spec['weights']}")
+        uncached = [] if spec.get("weights") else [tag for tag in weights_tags(spec) if not _hub_cached(tag)]
+        problems += [
+            f"weights {tag}: not in the Hugging Face cache {HF_HUB_CACHE} (no --weights FILE)"
+            for tag in uncached
+        ]
+    return list(dict.fromkeys(problems))
 
 
 def _count_images(folder: Path) -> int | None:
-    if not folder.is_dir():
-        return None
-    return sum(1 for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
+    if folder.is_dir():
+        return sum(path.suffix.lower() in IMAGE_SUFFIXES for path in folder.rglob("*"))
+    return None
 
 
 def _device() -> str:
@@ -94,17 +87,15 @@ def _faiss_rate() -> float:
     return x.shape[0] * y.shape[0] * x.shape[1] / timed(faiss.knn, x, y, 10)[1]
 
 
-def _networks(spec: dict) -> list[tuple[str, tuple[str, ...]]]:
-    args = spec["init_args"]
-    if spec["model"] == "Pdae":
-        return [(name, tuple(layers)) for name, layers in args["backbones"]]
-    return [(args["backbone"], tuple(args.get("layers") or [args.get("layer")]))]
-
-
 def estimate_seconds(spec: dict, n_train: int, n_test: int) -> float:
-    """A job's duration from the probes (see :data:`HOW`)."""
-    size = spec["image_size"]
-    probes = [_forward_seconds(name, layers, size) for name, layers in _networks(spec)]
+    """A job's duration from the probes (README.md, "Before a run: --plan")."""
+    size, args = spec["image_size"], spec["init_args"]
+    networks = (
+        args["backbones"]
+        if spec["model"] == "Pdae"
+        else [(args["backbone"], args.get("layers") or [args.get("layer")])]
+    )
+    probes = [_forward_seconds(name, tuple(layers), size) for name, layers in networks]
     forward, stride = sum(p[0] for p in probes), probes[0][1]
     fits = len(spec.get("sweep") or [{}])
     variants = spec.get("variants") or []
@@ -139,13 +130,14 @@ def plan(specs: list[dict]) -> str:
         tags = weights_tags(spec)
         cached = "in the local cache" if all(map(_hub_cached, tags)) else "NOT in the local cache"
         weights = spec.get("weights") or f"{'+'.join(tags)} (hub, {cached})"
-        lines.append(f"{spec['job']}")
-        lines.append(
-            f"  dataset  {spec['dataset']} / {spec['category']}: {folder} ({'found' if found else 'MISSING'})"
-        )
-        lines.append(f"  model    {spec['model']} {spec['method']!r}, weights {weights}")
         extra = {key: spec[key] for key in ("variants", "sweep", "finetune") if spec.get(key)}
-        lines.append(f"  args     {spec['init_args']} {extra or ''}".rstrip())
+        state = "found" if found else "MISSING"
+        lines += [
+            spec["job"],
+            f"  dataset  {spec['dataset']} / {spec['category']}: {folder} ({state})",
+            f"  model    {spec['model']} {spec['method']!r}, weights {weights}",
+            f"  args     {spec['init_args']} {extra or ''}".rstrip(),
+        ]
         if not found:
             lines.append("  estimate unknown (no images to count)")
             continue

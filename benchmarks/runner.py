@@ -1,8 +1,4 @@
-"""The one runner: jobs one process each, in turn or as Ray tasks, rows appended to the CSV as they end.
-
-Jobs already in the CSV are skipped; a failed job is reported with its output's tail and the run
-ends with an error naming the failed jobs (README.md).
-"""
+"""The one runner: a process per job, in turn or as Ray tasks; resumable CSV; failures reported."""
 
 from __future__ import annotations
 
@@ -21,8 +17,7 @@ COLUMNS = (
     "table", "dataset", "backbone", "representation", "method", "parameter", "category", "metric",
     "value", "weights", "weights_sha256", "job",
 )  # fmt: skip
-# anomalib's Patchcore needs this glibc setting on small machines (its memory bank is
-# re-allocated often; without it freed memory is not returned and RSS grows without bound).
+# anomalib's Patchcore re-allocates its bank often: without this glibc setting RSS grows without bound.
 PATCHCORE_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
 TAIL_LINES = 25
 
@@ -42,10 +37,7 @@ def execute(spec: dict, *after: object) -> dict:
     ``after``: jobs this one waits for (Ray resolves them first). The log is returned, not kept,
     so this runs unchanged on a Ray worker of another machine.
     """
-    del after
-    env = dict(os.environ)
-    if spec["model"] == "Patchcore":
-        env.update(PATCHCORE_ENV)
+    env = {**os.environ, **(PATCHCORE_ENV if spec["model"] == "Patchcore" else {})}
     with tempfile.TemporaryDirectory() as folder:
         local = {**spec, "log": str(Path(folder) / "log.json")}
         spec_path = Path(folder) / "spec.json"
@@ -65,14 +57,6 @@ def _sequential(specs: list[dict]) -> Iterator[tuple[dict, dict]]:
         yield spec, execute(spec)
 
 
-def _finetuning_key(spec: dict) -> tuple | None:
-    """Jobs with the same key fine-tune the same weights file: the first one writes it."""
-    tune = spec.get("finetune")
-    if not tune:
-        return None
-    return (spec["dataset"], spec["category"], spec["backbone"], json.dumps(tune, sort_keys=True))
-
-
 def _on_ray(specs: list[dict], address: str) -> Iterator[tuple[dict, dict]]:
     """Each job as a Ray task (one GPU, else one CPU); a job reusing fine-tuned weights waits for theirs."""
     try:
@@ -84,13 +68,13 @@ def _on_ray(specs: list[dict], address: str) -> Iterator[tuple[dict, dict]]:
         ray.init(address=None if address == "local" else address, include_dashboard=False)
     gpus = ray.cluster_resources().get("GPU", 0) > 0
     task = ray.remote(execute).options(**({"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": 1}))
-    first: dict[tuple, object] = {}
+    first: dict[tuple, object] = {}  # per fine-tuned weights file: the job that writes it
     pending: dict[object, dict] = {}
     for original in specs:
         spec = {**original, "accelerator": original["accelerator"] if gpus else "cpu"}
-        key = _finetuning_key(spec)
-        after = [first[key]] if key in first else []
-        reference = task.remote(spec, *after)
+        tune = json.dumps(spec.get("finetune"), sort_keys=True)
+        key = (spec["dataset"], spec["category"], spec["backbone"], tune) if spec.get("finetune") else None
+        reference = task.remote(spec, *([first[key]] if key in first else []))
         if key is not None:
             first.setdefault(key, reference)
         pending[reference] = spec
@@ -114,9 +98,9 @@ def _rows(spec: dict, log: dict) -> pd.DataFrame:
 def run_table(
     specs: list[dict], results_csv: Path, runs_dir: Path, ray_address: str | None = None
 ) -> pd.DataFrame:
-    """Run the specs not yet in ``results_csv``, appending each job's rows as it finishes.
+    """Run the specs not yet in ``results_csv``, appending each job's rows as it ends.
 
-    ``ray_address``: None runs the jobs here in turn; ``"local"`` starts Ray here; else a cluster's address.
+    ``ray_address``: None runs the jobs here in turn; ``"local"`` starts Ray here; else a cluster's.
     """
     runs_dir.mkdir(parents=True, exist_ok=True)
     results = read_results(results_csv)
