@@ -27,27 +27,17 @@ TYPE_MEANS = {"structural_image_auroc": "mean_structural", "logical_image_auroc"
 
 
 def _mean_rows(results: pd.DataFrame) -> pd.DataFrame:
-    """One ``mean`` row per group, over the categories present; ``categories`` says how many."""
+    """One ``mean`` row per group over the categories present (``categories``: how many); LOCO's types."""
     means = []
     for key, group in results.groupby(GROUP, sort=False):
         total = len(CATEGORIES.get(key[0], ()))
-        means.append(
-            {
-                **dict(zip(GROUP, key, strict=True)),
-                "category": "mean",
-                "value": group["value"].mean(),
-                "categories": f"{len(group)}/{total}" if total else str(len(group)),
-            }
-        )
-    return _type_means(pd.DataFrame(means))
-
-
-def _type_means(means: pd.DataFrame) -> pd.DataFrame:
-    """Relabel per-type means as the published rows; the image AUROC mean becomes their mean."""
-    if means.empty or not means["metric"].isin(list(TYPE_MEANS)).any():
+        row = {**dict(zip(GROUP, key, strict=True)), "category": "mean", "value": group["value"].mean()}
+        means.append({**row, "categories": f"{len(group)}/{total}" if total else str(len(group))})
+    means = pd.DataFrame(means)
+    typed = means["metric"].isin(list(TYPE_MEANS)) if len(means) else pd.Series(dtype=bool)
+    if not typed.any():
         return means
-    means = means.copy()
-    typed = means["metric"].isin(list(TYPE_MEANS))
+    # The per-type means become the published rows; the image AUROC mean becomes their mean.
     means.loc[typed, "category"] = means.loc[typed, "metric"].map(TYPE_MEANS)
     means.loc[typed, "metric"] = "image_auroc"
     keys = GROUP[:-1]
@@ -131,9 +121,8 @@ def write_report(table: str, results: pd.DataFrame, results_dir: Path, settings:
     stand_in = spec.datasets[0] if settings.smoke else None
     notes = [f'Notes on this table: benchmarks/README.md, "Notes per table", `{table}`.']
     if settings.smoke and spec.published is not None:
-        size, backbone = settings.image_size, spec.backbone
-        values = {"size": size, "n_train": settings.n_train, "n_test": settings.n_test, "backbone": backbone}
-        notes.insert(0, SMOKE_NOTES.format(**values, dataset=stand_in))
+        sizes = {"size": settings.image_size, "n_train": settings.n_train, "n_test": settings.n_test}
+        notes.insert(0, SMOKE_NOTES.format(**sizes, backbone=spec.backbone, dataset=stand_in))
     if table in ("fig4", "fig5"):
         figure = plot(table, results, results_dir / f"{table}.png", " (smoke)" if settings.smoke else "")
         notes.append(f"![{table}]({figure.name})")
