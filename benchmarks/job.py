@@ -1,7 +1,6 @@
 """One job in its own process: ``python -m benchmarks.job SPEC.json`` fits, tests, writes the log.
 
-The spec's ``variants`` (scorer, K) re-score one fitted Ldknn bank; its ``sweep`` items (init-arg
-overrides) each fit a fresh model. See README.md, "Outputs".
+``variants`` (scorer, K) re-score one fitted bank; ``sweep`` items (init-arg overrides) each fit a model.
 """
 
 from __future__ import annotations
