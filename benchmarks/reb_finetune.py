@@ -37,9 +37,8 @@ ROW_NAMES = {
 
 
 def run(model: Ldknn | Reb, data: Path, root: Path, batch_size: int) -> tuple[dict, float, dict]:
-    datamodule = MVTecAD(
-        root=data.parent, category=data.name, train_batch_size=batch_size, eval_batch_size=16, num_workers=0
-    )
+    sizes = {"train_batch_size": batch_size, "eval_batch_size": 16, "num_workers": 0}
+    datamodule = MVTecAD(root=data.parent, category=data.name, **sizes)
     # max_epochs=-1: Reb stops itself after its fine-tuning updates and the bank pass
     engine = Engine(default_root_dir=root, logger=False, enable_progress_bar=False, max_epochs=-1)
     fit_seconds = timed(engine.fit, model, datamodule=datamodule)[1]
@@ -49,19 +48,16 @@ def run(model: Ldknn | Reb, data: Path, root: Path, batch_size: int) -> tuple[di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED / "data" / "kolektorsdd")
-    parser.add_argument("--weights", type=Path, default=SHARED / "weights" / WEIGHTS_FILES[BACKBONE])
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--updates", type=int, default=24)
-    parser.add_argument("--images-per-update", type=int, default=112)
-    parser.add_argument("--freeze", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--coreset", type=float, default=0.1)
-    parser.add_argument("--defects", nargs="+", choices=DEFECT_TASKS, default=["defectmaker"])
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "reb_finetune.md"
-    )
+    parser = argparse.ArgumentParser(description=__doc__)
+    add = parser.add_argument
+    add("--data", type=Path, default=SHARED / "data" / "kolektorsdd")
+    add("--weights", type=Path, default=SHARED / "weights" / WEIGHTS_FILES[BACKBONE])
+    for option, default in (("size", 128), ("updates", 24), ("images-per-update", 112), ("freeze", 3)):
+        add(f"--{option}", type=int, default=default)
+    add("--batch-size", type=int, default=8)
+    add("--coreset", type=float, default=0.1)
+    add("--defects", nargs="+", choices=DEFECT_TASKS, default=["defectmaker"])
+    add("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "reb_finetune.md")
     args = parser.parse_args()
 
     common = {
