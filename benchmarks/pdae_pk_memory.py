@@ -12,8 +12,10 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from benchmarks.markdown import pipe_table
+from benchmarks.timing import timed
 
 CHANNELS, GRID, KERNEL, DIM = 960, 96, 5, 512
 GOAL_GB = 0.25
@@ -52,11 +54,8 @@ def _score(variant: str, features, reconstruction):
 
 
 def _rss_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    msg = f"{field} not in /proc/self/status"
-    raise RuntimeError(msg)
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) * 1024 for line in lines if line.startswith(field + ":"))
 
 
 def _worker(variant: str, batch: int, repeats: int, threads: int) -> dict:
@@ -74,23 +73,15 @@ def _worker(variant: str, batch: int, repeats: int, threads: int) -> dict:
         except OSError:
             method = "ru_maxrss minus current RSS (peak counter could not be reset)"
         baseline = _rss_bytes("VmRSS")
-        started = time.perf_counter()
-        score, _ = _score(variant, features, reconstruction)
-        first = time.perf_counter() - started
-        peak = (
-            _rss_bytes("VmHWM")
-            if method.startswith("VmHWM")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        )
-        times = [first]
-        for _ in range(repeats - 1):
-            started = time.perf_counter()
-            _score(variant, features, reconstruction)
-            times.append(time.perf_counter() - started)
+        (score, _), first = timed(_score, variant, features, reconstruction)
+        if method.startswith("VmHWM"):
+            peak = _rss_bytes("VmHWM")
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        times = [first] + [timed(_score, variant, features, reconstruction)[1] for _ in range(repeats - 1)]
+    row = {"variant": variant, "batch": batch, "peak_extra_bytes": peak - baseline}
     return {
-        "variant": variant,
-        "batch": batch,
-        "peak_extra_bytes": peak - baseline,
+        **row,
         "seconds": sorted(times)[len(times) // 2],
         "method": method,
         "checksum": float(score.sum()),
@@ -98,7 +89,7 @@ def _worker(variant: str, batch: int, repeats: int, threads: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -136,16 +127,23 @@ def _write(rows: list[dict], args: argparse.Namespace) -> None:
         f"then {rows[0]['method']}, during one scoring call. This is the extra resident memory scoring "
         "needs on top of its inputs (F and R themselves, 35 MB each per image, are not counted).",
         "",
-        "| variant | batch | peak extra memory (GB) | per image (GB) | time per image (s) | goal met |",
-        "|---|---:|---:|---:|---:|---|",
     ]
+    header = [
+        "variant",
+        "batch",
+        "peak extra memory (GB)",
+        "per image (GB)",
+        "time per image (s)",
+        "goal met",
+    ]
+    cells = []
     for row in rows:
-        per_image = row["peak_extra_bytes"] / row["batch"] / 1e9
-        met = "yes" if per_image <= GOAL_GB else "no"
-        lines.append(
-            f"| {VARIANTS[row['variant']]} | {row['batch']} | {row['peak_extra_bytes'] / 1e9:.3f} | "
-            f"{per_image:.3f} | {row['seconds'] / row['batch']:.3f} | {met} |"
+        per_image, seconds = row["peak_extra_bytes"] / row["batch"] / 1e9, row["seconds"] / row["batch"]
+        extra = [f"{row['peak_extra_bytes'] / 1e9:.3f}", f"{per_image:.3f}", f"{seconds:.3f}"]
+        cells.append(
+            [VARIANTS[row["variant"]], row["batch"], *extra, "yes" if per_image <= GOAL_GB else "no"]
         )
+    lines += pipe_table(header, cells, "--- ---: ---: ---: ---: ---")
     lines += [
         "",
         "Time is the median of the repeats (the first, measured call included).",
