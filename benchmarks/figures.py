@@ -7,13 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 
-def _category_means(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean over the categories run, per dataset, backbone, method, parameter and metric."""
-    frame = results.assign(parameter=results["parameter"].astype(float))
-    keys = ["dataset", "backbone", "method", "parameter", "metric"]
-    return frame.groupby(keys, as_index=False)["value"].mean()
-
-
 def plot(table: str, results: pd.DataFrame, path: Path, title_note: str = "") -> Path:
     """Draw ``fig4`` or ``fig5`` from a results frame to a PNG at ``path``."""
     import matplotlib as mpl
@@ -21,7 +14,11 @@ def plot(table: str, results: pd.DataFrame, path: Path, title_note: str = "") ->
     mpl.use("Agg")
     import matplotlib.pyplot as plt
 
-    means = _category_means(results)
+    # Mean over the categories run, per dataset, backbone, method, parameter and metric.
+    frame = results.assign(parameter=results["parameter"].astype(float))
+    means = frame.groupby(["dataset", "backbone", "method", "parameter", "metric"], as_index=False)[
+        "value"
+    ].mean()
     datasets = list(dict.fromkeys(means["dataset"]))
     figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for axis, dataset in zip(axes[0], datasets, strict=True):

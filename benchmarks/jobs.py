@@ -13,13 +13,7 @@ PDAE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pdae" / "mvtec.
 
 
 def _job(model: str, key: str, method: str, init_args: dict, representation: str = "") -> dict:
-    return {
-        "model": model,
-        "key": key,
-        "method": method,
-        "representation": representation,
-        "init_args": init_args,
-    }
+    return dict(model=model, key=key, method=method, representation=representation, init_args=init_args)
 
 
 def _k(table: Table, settings: Settings) -> int:
@@ -55,13 +49,12 @@ def ldknn_variable_k(table: Table, settings: Settings) -> dict:
 
 def reb(table: Table, settings: Settings) -> dict:
     """DefectMaker (KNN, K=1) and REB (fixed and, with candidates, variable K) on one bank, fitted as KNN."""
-    k = _k(table, settings)
+    k, job = _k(table, settings), ldknn(table, settings)
     variants = [
-        {"method": "DefectMaker", "scorer": "knn", "k": 1},
-        {"method": f"REB (K={k})", "scorer": "ldknn", "k": k},
-        {"method": "REB (variable K)", "scorer": "ldknn", "k": papers.VARIABLE_K},
+        dict(method="DefectMaker", scorer="knn", k=1),
+        dict(method=f"REB (K={k})", scorer="ldknn", k=k),
     ]
-    job = ldknn(table, settings)
+    variants.append(dict(method="REB (variable K)", scorer="ldknn", k=papers.VARIABLE_K))
     job.update(key="reb", method=f"REB (K={k})", finetune=_finetune(settings))
     job["variants"] = variants if table.datasets[0] in papers.K_CANDIDATES else variants[:2]
     job["init_args"] |= {"scorer": "knn", "k": table.k or 1}
@@ -70,12 +63,9 @@ def reb(table: Table, settings: Settings) -> dict:
 
 def knn_variants(table: Table, settings: Settings) -> dict:
     """Table 6's scorers on one ImageNet bank."""
-    k = BACKBONES[settings.backbone]["k"]
-    job = ldknn(table, settings)
+    k, job = BACKBONES[settings.backbone]["k"], ldknn(table, settings)
     job.update(key="knn_variants", method="LDKNN", representation="ImageNet")
-    job["variants"] = [
-        {"method": label, "scorer": scorer, "k": k} for scorer, label in papers.SCORERS.items()
-    ]
+    job["variants"] = [{"method": name, "scorer": scorer, "k": k} for scorer, name in papers.SCORERS.items()]
     return job
 
 
@@ -100,11 +90,11 @@ def k_sweep(table: Table, settings: Settings) -> dict:
 
 def _coreset_sweep(job: dict, argument: str, settings: Settings) -> dict:
     job.update(key=job["key"] + "_coreset_sweep", report_speed=True)
-    job["sweep"] = [
-        {"method": job["method"], "parameter": ratio, "init_args": {argument: ratio}}
+    sweep = [
+        dict(method=job["method"], parameter=ratio, init_args={argument: ratio})
         for ratio in settings.coreset_ratios
     ]
-    return job
+    return {**job, "sweep": sweep}
 
 
 def ldknn_coreset_sweep(table: Table, settings: Settings) -> dict:
@@ -158,11 +148,8 @@ def pdae(table: Table, settings: Settings) -> dict:
     init_args = {**config["model"]["init_args"], "image_size": [settings.image_size] * 2}
     if settings.smoke:
         backbone = BACKBONES[settings.backbone]
-        init_args |= {
-            "backbones": [[backbone["weights"], backbone["layers"]]],
-            "hidden_widths": [64],
-            "lr_milestones": [],
-        }
+        init_args |= {"backbones": [[backbone["weights"], backbone["layers"]]], "hidden_widths": [64]}
+        init_args |= {"lr_milestones": []}
     batch_size = config["data"]["init_args"]["train_batch_size"]
     max_epochs = 1 if settings.smoke else config["trainer"]["max_epochs"]
     return {**_job("Pdae", "pdae", "PDAE", init_args), "batch_size": batch_size, "max_epochs": max_epochs}
@@ -174,20 +161,16 @@ def ldknn_costs(table: Table, settings: Settings) -> dict:
     job.update(key="ldknn_costs", method="LDKNN", report_speed=True, report_costs=True)
     job["init_args"] |= {"coreset_ratio": 0.1, "aggregation": "reference"}
     job["variants"] = [
-        {"method": "LDKNN (K=5)", "scorer": "ldknn", "k": 5},
-        {"method": "1-NN", "scorer": "knn", "k": 1},
+        dict(method="LDKNN (K=5)", scorer="ldknn", k=5),
+        dict(method="1-NN", scorer="knn", k=1),
     ]
     return job
 
 
 def patchcore_costs(table: Table, settings: Settings) -> dict:
     """Anomalib's Patchcore on the same input, with its fit time and peak memory."""
-    return {
-        **patchcore(table, settings),
-        "key": "patchcore_costs",
-        "report_speed": True,
-        "report_costs": True,
-    }
+    costs = {"key": "patchcore_costs", "report_speed": True, "report_costs": True}
+    return {**patchcore(table, settings), **costs}
 
 
 KINDS: dict[str, Callable[[Table, Settings], dict | list[dict]]] = {
@@ -253,19 +236,11 @@ def build_specs(
         root = data_root if stand_in else data_root / papers.FOLDERS[dataset]
         for model in model_jobs(table, settings):
             job_id = f"{prefix}.{dataset}.{category}.{settings.backbone}.{model['key']}"
+            where = {"table": prefix, "job": job_id, "dataset": dataset, "datamodule": datamodule}
+            where |= {"root": str(root), "category": category, "log": str(runs_dir / f"{job_id}.json")}
+            batch_size = model.get("batch_size") or (16 if settings.smoke else 32)
+            finetuned_dir = str(runs_dir.parent / "finetuned")
             specs.append(
-                {
-                    **model,
-                    **common,
-                    "table": prefix,
-                    "job": job_id,
-                    "dataset": dataset,
-                    "datamodule": datamodule,
-                    "root": str(root),
-                    "category": category,
-                    "batch_size": model.get("batch_size") or (16 if settings.smoke else 32),
-                    "log": str(runs_dir / f"{job_id}.json"),
-                    "finetuned_dir": str(runs_dir.parent / "finetuned"),
-                }
+                {**model, **common, **where, "batch_size": batch_size, "finetuned_dir": finetuned_dir}
             )
     return specs

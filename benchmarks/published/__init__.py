@@ -15,12 +15,6 @@ def published_tables() -> list[str]:
     return sorted(path.stem for path in PUBLISHED_DIR.glob("*.csv"))
 
 
-def _decimals(text: str) -> int | None:
-    if not text:
-        return None
-    return len(text.partition(".")[2])
-
-
 def load_published(table: str | None = None) -> pd.DataFrame:
     """Load one published table, or all of them when ``table`` is None.
 
@@ -45,6 +39,7 @@ def load_published(table: str | None = None) -> pd.DataFrame:
     if tuple(frame.columns) != COLUMNS:
         msg = f"{table}.csv has columns {list(frame.columns)}, expected {list(COLUMNS)}"
         raise ValueError(msg)
-    frame["decimals"] = pd.array([_decimals(text) for text in frame["value"]], dtype="Int64")
+    decimals = [len(text.partition(".")[2]) if text else None for text in frame["value"]]
+    frame["decimals"] = pd.array(decimals, dtype="Int64")
     frame["value"] = pd.to_numeric(frame["value"].replace("", None), errors="raise").astype(float)
     return frame
