@@ -25,23 +25,17 @@ def load(path: Path, size: int) -> np.ndarray:
 
 
 def outlined(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    out = image.copy()
-    if weight.any():
-        contours, _ = cv2.findContours(
-            (weight > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
-        )
-        cv2.drawContours(out, contours, -1, (255, 0, 0), 1)
-    return out
+    contours, _ = cv2.findContours((weight > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return cv2.drawContours(image.copy(), contours, -1, (255, 0, 0), 1)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED / "data" / "kolektorsdd")
-    parser.add_argument("--images", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "defectmaker_grid.png"
-    )
+    parser = argparse.ArgumentParser(description=__doc__)
+    add = parser.add_argument
+    add("--data", type=Path, default=SHARED / "data" / "kolektorsdd")
+    add("--images", type=int, default=3)
+    add("--seed", type=int, default=0)
+    add("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "defectmaker_grid.png")
     args = parser.parse_args()
 
     paths = sorted((args.data / "train" / "good").glob("*.png"))
