@@ -22,6 +22,9 @@ ONNX_OPSET = 18
 class PluginDefaultsMixin:
     """Narrow message filters from construction on, ONNX at opset 18, panels as pictures.
 
+    Every export (torch, ONNX, OpenVINO) first calls the torch model's ``check_fitted()`` when it
+    has one, so an unfitted memory-bank model is refused before anything is written.
+
     Put it first among the bases: ``class Ldknn(PluginDefaultsMixin, AnomalibModule)``.
     """
 
@@ -34,6 +37,11 @@ class PluginDefaultsMixin:
         """Image | ground truth | heat map | predicted mask, captioned with score and threshold."""
         return PanelVisualizer()
 
+    def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
+        """Anomalib's torch export (a pickled model)."""
+        _refuse_unfitted(self)
+        return super().to_torch(export_root, model_file_name)  # type: ignore[misc]
+
     def to_onnx(
         self,
         export_root: Path | str,
@@ -42,6 +50,7 @@ class PluginDefaultsMixin:
         **kwargs: Any,
     ) -> Path:
         """Anomalib's ONNX export at opset 18 (no down-conversion), without the exporter's progress."""
+        _refuse_unfitted(self)
         kwargs.setdefault("opset_version", ONNX_OPSET)
         kwargs.setdefault("verbose", quiet.verbose() or False)
         with _out_of_place(self):  # type: ignore[arg-type]
@@ -56,6 +65,7 @@ class PluginDefaultsMixin:
         **kwargs: Any,
     ) -> Path:
         """Anomalib's OpenVINO export; a refused compression type is refused before any write."""
+        _refuse_unfitted(self)
         check_compression(type(self).__name__, compression_type)
         return super().to_openvino(export_root, model_file_name, input_size, compression_type, **kwargs)  # type: ignore[misc]
 
@@ -71,6 +81,12 @@ class PluginDefaultsMixin:
         """8-bit weights by :func:`compress` (the other INT8 types are refused)."""
         del datamodule, metric, task, max_drop
         return compress(model, CompressionType(compression_type))
+
+
+def _refuse_unfitted(module: Any) -> None:
+    check = getattr(getattr(module, "model", None), "check_fitted", None)
+    if check is not None:
+        check()
 
 
 @contextmanager

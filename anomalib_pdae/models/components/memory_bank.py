@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,7 +37,7 @@ class EmbeddingBankMixin(MemoryBankMixin):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.embeddings: list[torch.Tensor] = []
+        self.embeddings = EmbeddingStore()
 
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
@@ -53,7 +52,7 @@ class EmbeddingBankMixin(MemoryBankMixin):
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Collect the embeddings of a batch of normal images."""
         del args, kwargs
-        self.embeddings.append(self.model(batch.image).cpu())
+        self.embeddings.append(self.model(batch.image))
         return torch.tensor(0.0, requires_grad=True, device=self.device)
 
     def fit(self) -> None:
@@ -62,7 +61,7 @@ class EmbeddingBankMixin(MemoryBankMixin):
         if not self.embeddings:
             msg = f"{name} received no training images: check the datamodule's training split."
             raise ValueError(msg)
-        embeddings = drain(self.embeddings)
+        embeddings = self.embeddings.drain()
         logger.info("Fitting %s on %d embeddings.", name, len(embeddings))
         self.model.fit(embeddings.to(self.device))
 
@@ -70,11 +69,6 @@ class EmbeddingBankMixin(MemoryBankMixin):
         """Check the datamodule's splits before the data loaders are built (see ``check_datamodule``)."""
         super().setup(stage)
         check_datamodule(self, stage)
-
-    def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
-        """Export to a pickled torch model; refuses an unfitted model (it would score nothing)."""
-        self.model.check_fitted()
-        return super().to_torch(export_root, model_file_name)
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
@@ -87,18 +81,66 @@ class EmbeddingBankMixin(MemoryBankMixin):
         return LearningType.ONE_CLASS
 
 
-def drain(batches: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenate and empty ``batches`` at once, so the rows are never held twice in memory.
+# Bytes per block of stored rows. glibc serves an allocation above 32 MB (the ceiling of its
+# dynamic mmap threshold) from its own mapping and unmaps it when freed. Per-batch tensors
+# (17 MB for 8 images at 256 px) come from the heap instead, which keeps their pages after the
+# rows are concatenated: the fit then held the embeddings twice (+450 MB on KolektorSDD).
+BLOCK_BYTES = 64 * 2**20
+
+
+class EmbeddingStore:
+    """Rows appended batch by batch into large blocks, handed over once as one tensor.
+
+    Holding the rows costs their size plus at most one block, and :meth:`drain` returns the
+    blocks' memory to the system as it concatenates them, so the fit never holds them twice.
 
     Example:
-        >>> batches = [torch.zeros(2, 3), torch.ones(1, 3)]
-        >>> drain(batches).shape, batches
-        (torch.Size([3, 3]), [])
+        >>> store = EmbeddingStore()
+        >>> store.append(torch.zeros(2, 3))
+        >>> store.append(torch.ones(1, 3))
+        >>> len(store), store.drain().sum().item(), len(store)
+        (3, 3.0, 0)
     """
-    out = batches[0].new_empty(sum(len(b) for b in batches), *batches[0].shape[1:])
-    start = 0
-    while batches:
-        batch = batches.pop(0)
-        out[start : start + len(batch)] = batch
-        start += len(batch)
-    return out
+
+    def __init__(self) -> None:
+        self._blocks: list[torch.Tensor] = []
+        self._last_rows = 0  # rows filled in the last block
+
+    def __len__(self) -> int:
+        """Rows stored."""
+        return sum(len(block) for block in self._blocks[:-1]) + self._last_rows
+
+    def append(self, rows: torch.Tensor) -> None:
+        """Copy ``rows`` (any shape; stored along dim 0) to the CPU store."""
+        rows = rows.detach()
+        while len(rows):
+            if not self._blocks or self._last_rows == len(self._blocks[-1]):
+                per_block = max(1, BLOCK_BYTES // max(1, rows[0].numel() * rows.element_size()))
+                self._blocks.append(torch.empty(per_block, *rows.shape[1:], dtype=rows.dtype))
+                self._last_rows = 0
+            block = self._blocks[-1]
+            count = min(len(rows), len(block) - self._last_rows)
+            block[self._last_rows : self._last_rows + count] = rows[:count]
+            self._last_rows += count
+            rows = rows[count:]
+
+    def clear(self) -> None:
+        """Forget every row."""
+        self._blocks.clear()
+        self._last_rows = 0
+
+    def drain(self) -> torch.Tensor:
+        """All rows as one tensor; the store is empty afterwards."""
+        if not self._blocks:
+            msg = "The embedding store is empty."
+            raise ValueError(msg)
+        out = self._blocks[0].new_empty(len(self), *self._blocks[0].shape[1:])
+        start = 0
+        while self._blocks:
+            block = self._blocks.pop(0)
+            count = len(block) if self._blocks else self._last_rows
+            out[start : start + count] = block[:count]
+            start += count
+            del block
+        self._last_rows = 0
+        return out

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from anomalib.data import Batch
-from anomalib.deploy import CompressionType
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
@@ -110,18 +108,6 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibMo
             visualizer=visualizer,
         )
         self.model = LdknnModel(settings, pre_trained=pre_trained, weights=weights)
-
-    def to_openvino(
-        self,
-        export_root: Path | str,
-        model_file_name: str = "model",
-        input_size: tuple[int, int] | None = None,
-        compression_type: CompressionType | None = None,
-        **kwargs: Any,
-    ) -> Path:
-        """Export to OpenVINO; an unfitted model is refused before anything is written."""
-        self.model.check_fitted()
-        return super().to_openvino(export_root, model_file_name, input_size, compression_type, **kwargs)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score a batch, a few images at a time: image scores and anomaly maps."""

@@ -25,7 +25,7 @@ from torchvision.transforms.v2 import Resize
 from anomalib_pdae.data.defectmaker import SALIENCY_MODES, Saliency, defect_batch, defect_task
 from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
 from anomalib_pdae.models.components.guards import CheckpointGuard, check_datamodule
-from anomalib_pdae.models.components.memory_bank import drain
+from anomalib_pdae.models.components.memory_bank import EmbeddingStore
 from anomalib_pdae.models.ldknn.settings import DEFAULTS as LDKNN
 from anomalib_pdae.models.ldknn.settings import LdknnSettings
 
@@ -199,7 +199,7 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         self.register_buffer("_stopped_early", torch.tensor(False))  # by the trainer's limits
         self._accumulated = 0
         self._collecting = False
-        self.embeddings: list[torch.Tensor] = []
+        self.embeddings = EmbeddingStore()
 
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
@@ -240,7 +240,7 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         """One fine-tuning forward/backward on the batch's synthetic variants, or bank collection."""
         del args, kwargs
         if self._collecting:
-            self.embeddings.append(self.model.embed(batch.image).cpu())
+            self.embeddings.append(self.model.embed(batch.image))
             if batch_idx == self.trainer.num_training_batches - 1:
                 self._count_bank_step()
                 self.trainer.should_stop = True  # validation runs next, then training stops
@@ -339,7 +339,7 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         if not self.embeddings:
             msg = "Reb has no training embeddings: check the datamodule's training split."
             raise ValueError(msg)
-        embeddings = drain(self.embeddings)
+        embeddings = self.embeddings.drain()
         logger.info("Fitting LDKNN on %d patch embeddings.", len(embeddings))
         self.model.ldknn.fit(embeddings.to(self.device))
         self._is_fitted = torch.tensor(True, device=self.device)
