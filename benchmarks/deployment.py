@@ -22,11 +22,9 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,12 +35,19 @@ from anomalib.data import MVTecAD
 from anomalib.deploy import CompressionType
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
-from torch.nn.functional import interpolate
 
 from anomalib_pdae import Ldknn, Pdae, Ulsad
-from anomalib_pdae.models.components.compression import REFUSED, compress
+from anomalib_pdae.models.components.compression import REFUSED
+from benchmarks.deployment_measure import (
+    aurocs,
+    child_timing,
+    export,
+    matmul_floor,
+    openvino_run,
+    torch_timing,
+)
 from benchmarks.markdown import pipe_table
-from benchmarks.metrics import auroc
+from benchmarks.runner import PATCHCORE_ENV
 from benchmarks.settings import SHARED, WEIGHTS_FILES
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,32 +55,6 @@ DATA = SHARED / "data"
 LAYERS = ["blocks.2", "blocks.4"]
 MOBILENET = SHARED / "weights" / WEIGHTS_FILES["mobilenetv2_100"]
 TYPES = (None, CompressionType.FP16, CompressionType.INT8, CompressionType.INT8_PTQ)
-WARMUP, RUNS = 5, 20
-# anomalib's Patchcore fragments glibc's heap during its coreset without this (README).
-PATCHCORE_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
-
-# Loads one exported model, times batches of 1 and 8 test images, prints ms per image and peak RSS.
-TIMING_PROCESS = """\
-import json, re, statistics, sys, time
-import numpy as np, openvino as ov
-compiled = ov.Core().compile_model(sys.argv[1], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-images, warmup, runs = np.load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-batch = compiled.input(0).get_partial_shape()[0]
-result = {}
-for n in (1, 2, 8) if batch.is_dynamic else (batch.get_length(),):
-    for _ in range(warmup):
-        compiled(images[:n])
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        compiled(images[:n])
-        times.append(time.perf_counter() - start)
-    result[f"ms_batch{n}"] = 1000 * statistics.median(times) / n
-# VmHWM starts afresh at exec; ru_maxrss would still hold the forking parent's size
-status = open("/proc/self/status").read()
-result["peak_mb"] = int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) / 1024
-print(json.dumps(result))
-"""
 
 
 def _ldknn() -> Ldknn:
@@ -142,87 +121,6 @@ def _datamodule(**kwargs: object) -> MVTecAD:
     return datamodule
 
 
-def _aurocs(run: Callable[[np.ndarray], tuple], datamodule: MVTecAD) -> dict:
-    """Image and pixel AUROC (percent) of ``run`` (images → scores, maps) on the test split."""
-    scores, labels, maps, masks = [], [], [], []
-    for batch in datamodule.test_dataloader():
-        score, anomaly_map = run(batch.image.numpy())
-        anomaly_map = torch.as_tensor(anomaly_map).reshape(len(batch.image), -1, *anomaly_map.shape[-2:])
-        scores.append(torch.as_tensor(score).reshape(-1))
-        labels.append(batch.gt_label)
-        maps.append(anomaly_map.flatten())
-        mask = interpolate(batch.gt_mask[:, None].float(), size=anomaly_map.shape[-2:], mode="nearest")
-        masks.append(mask.flatten())
-    return {
-        "image_auroc": auroc(torch.cat(scores), torch.cat(labels)),
-        "pixel_auroc": auroc(torch.cat(maps), torch.cat(masks)),
-    }
-
-
-def _torch_timing(model: torch.nn.Module, images: np.ndarray) -> dict:
-    result = {}
-    for n in (1, 2, 8):
-        batch = torch.from_numpy(images[:n])
-        with torch.no_grad():
-            for _ in range(WARMUP):
-                model(batch)
-            times = []
-            for _ in range(RUNS):
-                start = time.perf_counter()
-                model(batch)
-                times.append(time.perf_counter() - start)
-        result[f"ms_batch{n}"] = 1000 * statistics.median(times) / n
-    return result
-
-
-def _child_timing(xml: Path, images: Path) -> dict:
-    command = [sys.executable, "-c", TIMING_PROCESS, str(xml), str(images), str(WARMUP), str(RUNS)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def _int8_ptq(model: ov.Model, datamodule: MVTecAD) -> ov.Model:
-    """NNCF post-training quantisation calibrated on all training images (refused by the exports)."""
-    import nncf
-
-    loader = datamodule.train_dataloader()
-    return nncf.quantize(model, nncf.Dataset(loader, lambda batch: batch.image), subset_size=len(loader))
-
-
-def _export(model, compression_type: CompressionType | None, datamodule: MVTecAD, folder: Path) -> Path:
-    """The model exported and compressed as ``to_openvino`` does; INT8_PTQ done directly."""
-    ov_model = ov.convert_model(model.to_onnx(folder))
-    if compression_type == CompressionType.INT8:
-        ov_model = compress(ov_model, compression_type)
-    elif compression_type == CompressionType.INT8_PTQ:
-        ov_model = _int8_ptq(ov_model, datamodule)
-    path = folder / f"{compression_type or 'fp32'}.xml"
-    ov.save_model(ov_model, path, compress_to_fp16=compression_type == CompressionType.FP16)
-    return path
-
-
-def _openvino_run(path: Path) -> Callable[[np.ndarray], tuple]:
-    """Scores and maps of the export; an export with a fixed batch gets padded slices of it."""
-    compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    batch = compiled.input(0).get_partial_shape()[0]
-    size = None if batch.is_dynamic else batch.get_length()
-
-    def run(images: np.ndarray) -> tuple:
-        if size is None:
-            outputs = compiled(images)
-            return outputs["pred_score"], outputs["anomaly_map"]
-        scores, maps = [], []
-        for start in range(0, len(images), size):
-            part = images[start : start + size]
-            padded = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
-            outputs = compiled(padded)
-            scores.append(outputs["pred_score"].reshape(size, -1)[: len(part)])
-            maps.append(outputs["anomaly_map"][: len(part)])
-        return np.concatenate(scores), np.concatenate(maps)
-
-    return run
-
-
 def measure(name: str, build: Callable, data_args: dict, trainer_args: dict, changes: dict) -> list[dict]:
     """Fit one model, then one row for torch and one per OpenVINO precision."""
     seed_everything(0)
@@ -241,16 +139,16 @@ def measure(name: str, build: Callable, data_args: dict, trainer_args: dict, cha
             out = model(torch.from_numpy(batch))
         return out.pred_score.numpy(), out.anomaly_map.numpy()
 
-    rows = [{"precision": "torch FP32"} | _aurocs(run_torch, datamodule) | _torch_timing(model, images)]
+    rows = [{"precision": "torch FP32"} | aurocs(run_torch, datamodule) | torch_timing(model, images)]
     print(name, rows[-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "images.npy", images)
         for compression_type in TYPES:
-            path = _export(model, compression_type, datamodule, Path(tmp) / str(compression_type))
+            path = export(model, compression_type, datamodule, Path(tmp) / str(compression_type))
             label = f"OpenVINO {(compression_type or 'fp32').upper()}"
             label += " (refused by export)" if compression_type in REFUSED else ""
-            accuracy = _aurocs(_openvino_run(path), datamodule)
-            rows.append({"precision": label} | accuracy | _child_timing(path, Path(tmp) / "images.npy"))
+            accuracy = aurocs(openvino_run(path), datamodule)
+            rows.append({"precision": label} | accuracy | child_timing(path, Path(tmp) / "images.npy"))
             print(name, rows[-1], flush=True)
     return [{"model": name} | row for row in rows]
 
@@ -272,8 +170,8 @@ def paper_pdae() -> list[dict]:
         engine.fit(model, datamodule=datamodule)
         images = next(iter(datamodule.test_dataloader())).image.numpy()
         np.save(Path(tmp) / "images.npy", images)
-        path = _export(model.eval(), None, datamodule, Path(tmp) / "fp32")
-        row = {"precision": "OpenVINO FP32 (random weights)"} | _child_timing(path, Path(tmp) / "images.npy")
+        path = export(model.eval(), None, datamodule, Path(tmp) / "fp32")
+        row = {"precision": "OpenVINO FP32 (random weights)"} | child_timing(path, Path(tmp) / "images.npy")
     return [{"model": "Pdae, the paper's backbones at 384 px"} | row]
 
 
@@ -300,16 +198,16 @@ def patchcore_child(output: Path) -> None:
         images = Path(tmp) / "images.npy"
         np.save(images, next(iter(datamodule.test_dataloader())).image.numpy())
         path = Path(model.to_openvino(Path(tmp) / "one_percent"))
-        accuracy = _aurocs(_openvino_run(path), datamodule)
+        accuracy = aurocs(openvino_run(path), datamodule)
         rows.append({"model": "anomalib Patchcore (1% bank)", "precision": "OpenVINO FP32"} | accuracy)
-        rows[-1] |= _child_timing(path, images)
+        rows[-1] |= child_timing(path, images)
         bank = model.model.memory_bank
         model.model.memory_bank = torch.randn(25600, bank.shape[1]) * bank.std() + bank.mean()
         path = Path(model.to_openvino(Path(tmp) / "equal_bank"))
         rows.append(
             {"model": "anomalib Patchcore (25 600 random rows, timing only)", "precision": "OpenVINO FP32"}
         )
-        rows[-1] |= _child_timing(path, images)
+        rows[-1] |= child_timing(path, images)
     output.write_text(json.dumps(rows))
 
 
@@ -320,20 +218,6 @@ def patchcore() -> list[dict]:
         command = [sys.executable, "-m", "benchmarks.deployment", "--patchcore-child", str(output)]
         subprocess.run(command, check=True, env=os.environ | PATCHCORE_ENV)
         return json.loads(output.read_text())
-
-
-def matmul_floor(queries: int, rows: int, width: int) -> list[dict]:
-    """The time of one image's distance matmul of the exact search: (queries × D) @ (D × rows)."""
-    a, b = torch.randn(queries, width), torch.randn(width, rows)
-    for _ in range(WARMUP):
-        a @ b
-    times = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    label = f"matmul floor of Ldknn's exact search ({queries} × {width}) @ ({width} × {rows})"
-    return [{"model": label, "precision": "torch FP32", "ms_batch1": 1000 * statistics.median(times)}]
 
 
 COLUMNS = {
@@ -422,9 +306,7 @@ def main() -> None:
     for prefix, run in extra.items():
         if wanted(prefix):
             rows = [r for r in rows if not r["model"].startswith(prefix)] + run()
-    write(
-        sorted(rows, key=lambda row: list(SETTINGS).index(row["model"]) if row["model"] in SETTINGS else 99)
-    )
+    write(rows)
 
 
 if __name__ == "__main__":

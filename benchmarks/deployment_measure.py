@@ -1,0 +1,145 @@
+"""How one model is measured for the deployment table: accuracy, torch and OpenVINO latency, memory.
+
+Latency is ms per image, median of :data:`RUNS` runs after :data:`WARMUP` on test images; an
+OpenVINO model is timed in a fresh process that only loads and runs it, whose peak RSS
+(``VmHWM``) is the memory figure.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import torch
+from anomalib.data import MVTecAD
+from anomalib.deploy import CompressionType
+from torch.nn.functional import interpolate
+
+from anomalib_pdae.models.components.compression import compress
+from benchmarks.metrics import auroc
+
+WARMUP, RUNS = 5, 20
+OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+
+# Loads one exported model, times batches of 1, 2 and 8 test images, prints ms per image and peak RSS.
+TIMING_PROCESS = """\
+import json, re, statistics, sys, time
+import numpy as np, openvino as ov
+compiled = ov.Core().compile_model(sys.argv[1], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+images, warmup, runs = np.load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+batch = compiled.input(0).get_partial_shape()[0]
+result = {}
+for n in (1, 2, 8) if batch.is_dynamic else (batch.get_length(),):
+    for _ in range(warmup):
+        compiled(images[:n])
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        compiled(images[:n])
+        times.append(time.perf_counter() - start)
+    result[f"ms_batch{n}"] = 1000 * statistics.median(times) / n
+# VmHWM starts afresh at exec; ru_maxrss would still hold the forking parent's size
+status = open("/proc/self/status").read()
+result["peak_mb"] = int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) / 1024
+print(json.dumps(result))
+"""
+
+
+def median_ms(call: Callable[[], object]) -> float:
+    """Median milliseconds of ``call()`` over :data:`RUNS` runs after :data:`WARMUP`."""
+    for _ in range(WARMUP):
+        call()
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def aurocs(run: Callable[[np.ndarray], tuple], datamodule: MVTecAD) -> dict:
+    """Image and pixel AUROC (percent) of ``run`` (images → scores, maps) on the test split."""
+    scores, labels, maps, masks = [], [], [], []
+    for batch in datamodule.test_dataloader():
+        score, anomaly_map = run(batch.image.numpy())
+        anomaly_map = torch.as_tensor(anomaly_map).reshape(len(batch.image), -1, *anomaly_map.shape[-2:])
+        scores.append(torch.as_tensor(score).reshape(-1))
+        labels.append(batch.gt_label)
+        maps.append(anomaly_map.flatten())
+        mask = interpolate(batch.gt_mask[:, None].float(), size=anomaly_map.shape[-2:], mode="nearest")
+        masks.append(mask.flatten())
+    return {
+        "image_auroc": auroc(torch.cat(scores), torch.cat(labels)),
+        "pixel_auroc": auroc(torch.cat(maps), torch.cat(masks)),
+    }
+
+
+def torch_timing(model: torch.nn.Module, images: np.ndarray) -> dict:
+    """Milliseconds per image of ``model`` at batch 1, 2 and 8."""
+    with torch.no_grad():
+        return {
+            f"ms_batch{n}": median_ms(lambda n=n: model(torch.from_numpy(images[:n]))) / n for n in (1, 2, 8)
+        }
+
+
+def child_timing(xml: Path, images: Path) -> dict:
+    """Milliseconds per image and peak RSS of the export at ``xml``, in a fresh process."""
+    command = [sys.executable, "-c", TIMING_PROCESS, str(xml), str(images), str(WARMUP), str(RUNS)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _int8_ptq(model: ov.Model, datamodule: MVTecAD) -> ov.Model:
+    """NNCF post-training quantisation calibrated on all training images (refused by the exports)."""
+    import nncf
+
+    loader = datamodule.train_dataloader()
+    return nncf.quantize(model, nncf.Dataset(loader, lambda batch: batch.image), subset_size=len(loader))
+
+
+def export(model, compression_type: CompressionType | None, datamodule: MVTecAD, folder: Path) -> Path:
+    """The model exported and compressed as ``to_openvino`` does; INT8_PTQ done directly."""
+    ov_model = ov.convert_model(model.to_onnx(folder))
+    if compression_type == CompressionType.INT8:
+        ov_model = compress(ov_model, compression_type)
+    elif compression_type == CompressionType.INT8_PTQ:
+        ov_model = _int8_ptq(ov_model, datamodule)
+    path = folder / f"{compression_type or 'fp32'}.xml"
+    ov.save_model(ov_model, path, compress_to_fp16=compression_type == CompressionType.FP16)
+    return path
+
+
+def openvino_run(path: Path) -> Callable[[np.ndarray], tuple]:
+    """Scores and maps of the export; an export with a fixed batch gets padded slices of it."""
+    compiled = ov.Core().compile_model(path, "CPU", OPENVINO_CONFIG)
+    batch = compiled.input(0).get_partial_shape()[0]
+    size = None if batch.is_dynamic else batch.get_length()
+
+    def run(images: np.ndarray) -> tuple:
+        if size is None:
+            outputs = compiled(images)
+            return outputs["pred_score"], outputs["anomaly_map"]
+        scores, maps = [], []
+        for start in range(0, len(images), size):
+            part = images[start : start + size]
+            padded = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+            outputs = compiled(padded)
+            scores.append(outputs["pred_score"].reshape(size, -1)[: len(part)])
+            maps.append(outputs["anomaly_map"][: len(part)])
+        return np.concatenate(scores), np.concatenate(maps)
+
+    return run
+
+
+def matmul_floor(queries: int, rows: int, width: int) -> list[dict]:
+    """The time of one image's distance matmul of the exact search: (queries × D) @ (D × rows)."""
+    a, b = torch.randn(queries, width), torch.randn(width, rows)
+    label = f"matmul floor of Ldknn's exact search ({queries} × {width}) @ ({width} × {rows})"
+    return [{"model": label, "precision": "torch FP32", "ms_batch1": median_ms(lambda: a @ b)}]
