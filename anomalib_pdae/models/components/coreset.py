@@ -8,8 +8,9 @@ from tqdm.auto import tqdm
 
 from .search import squared_norms
 
-# Rows of the bank updated at once: bounds the (rows × new centers) distance block.
-ROW_CHUNK = 65536
+# Rows of the bank updated at once: bounds the (rows × new centers) distance block (16 MB at 256
+# centers), which sits on top of the whole bank and its projection.
+ROW_CHUNK = 16384
 
 
 def greedy_coreset(
