@@ -10,7 +10,7 @@ fresh process that only loads and runs it (CPU, FP32 inference precision), whose
 (``VmHWM``) is the memory column. Torch rows are timed in this process. Baselines in the same
 run: anomalib's Patchcore (its defaults, MobileNetV2, 256 px) exported at a 1% coreset and with
 a bank as large as Ldknn's (random rows, timing only), and the matmul floor of Ldknn's exact
-search (queries × bank rows × D at this machine's torch matmul rate).
+search (queries × bank rows × D at this machine's torch matmul rate, in a fresh process).
 
 Usage: ``python benchmarks/deployment.py [--only NAME ...]``; data and weights from the shared folder.
 Writes ``benchmarks/results/deployment.md`` and ``.json``; rows of models not run again are kept.
@@ -57,9 +57,13 @@ MOBILENET = SHARED / "weights" / WEIGHTS_FILES["mobilenetv2_100"]
 TYPES = (None, CompressionType.FP16, CompressionType.INT8, CompressionType.INT8_PTQ)
 
 
-def _ldknn() -> Ldknn:
+def _ldknn(coreset_ratio: float = 0.1) -> Ldknn:
     return Ldknn(
-        backbone="mobilenetv2_100", layers=LAYERS, weights=MOBILENET, coreset_ratio=0.1, visualizer=False
+        backbone="mobilenetv2_100",
+        layers=LAYERS,
+        weights=MOBILENET,
+        coreset_ratio=coreset_ratio,
+        visualizer=False,
     )
 
 
@@ -92,6 +96,8 @@ def _ulsad() -> Ulsad:
 SETTINGS: dict[str, tuple[Callable, dict, dict, dict]] = {
     "Ldknn exact (10% bank)": (_ldknn, {}, {}, {}),
     "Ldknn approximate (10% bank)": (_ldknn, {}, {}, {"search": "approximate"}),
+    # Patchcore's practical bank size: what LDKNN's scoring costs when its bank is as small.
+    "Ldknn approximate (1% bank)": (lambda: _ldknn(0.01), {}, {}, {"search": "approximate"}),
     "Pdae (MobileNetV2 + EfficientNet-Lite0, 256×96)": (
         _pdae,
         {},
@@ -257,22 +263,26 @@ def write(rows: list[dict]) -> None:
 
 
 def _goal(rows: list[dict]) -> str:
-    def ms(model: str, precision: str) -> float | None:
-        found = [r["ms_batch2"] for r in rows if r["model"].startswith(model) and r["precision"] == precision]
-        return found[0] if found else None
-
-    ours, theirs = (
-        ms("Ldknn approximate", "OpenVINO FP32"),
-        ms("anomalib Patchcore (1% bank)", "OpenVINO FP32"),
-    )
-    if ours is None or theirs is None:
+    """The goal, per Ldknn approximate bank size: its OpenVINO latency against Patchcore 1%'s."""
+    found = {(r["model"], r["precision"]): r for r in rows if r.get("ms_batch2")}
+    theirs = found.get(("anomalib Patchcore (1% bank)", "OpenVINO FP32"))
+    if theirs is None:
         return ""
-    met = "met" if ours <= theirs else "**not met**"
-    return (
-        "\nGoal: Ldknn approximate OpenVINO latency ≤ anomalib Patchcore 1% OpenVINO latency, per image at "
-        "batch 2 (anomalib's Patchcore exports with a fixed batch of 2): "
-        f"{ours:.1f} ms against {theirs:.1f} ms, {met}.\n"
-    )
+    lines = [
+        "",
+        "Goal: Ldknn approximate OpenVINO latency ≤ anomalib Patchcore 1% OpenVINO latency, at LDKNN's "
+        "accuracy; per image at batch 2 (anomalib's Patchcore exports with a fixed batch of 2):",
+        "",
+    ]
+    for bank in ("10% bank", "1% bank"):
+        ours = found.get((f"Ldknn approximate ({bank})", "OpenVINO FP32"))
+        if ours is not None:
+            met = "met" if ours["ms_batch2"] <= theirs["ms_batch2"] else "**not met**"
+            lines.append(
+                f"- {bank}: {ours['ms_batch2']:.1f} ms against {theirs['ms_batch2']:.1f} ms, {met} "
+                f"(image AUROC {ours['image_auroc']:.2f} against {theirs['image_auroc']:.2f})."
+            )
+    return "\n".join(lines) + "\n"
 
 
 def _number(value: float | None) -> str:
