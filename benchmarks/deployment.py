@@ -97,6 +97,7 @@ SETTINGS: dict[str, tuple[Callable, dict, dict, dict]] = {
     "Ldknn exact (10% bank)": (_ldknn, {}, {}, {}),
     "Ldknn approximate (10% bank)": (_ldknn, {}, {}, {"search": "approximate"}),
     # Patchcore's practical bank size: what LDKNN's scoring costs when its bank is as small.
+    "Ldknn exact (1% bank)": (lambda: _ldknn(0.01), {}, {}, {}),
     "Ldknn approximate (1% bank)": (lambda: _ldknn(0.01), {}, {}, {"search": "approximate"}),
     "Pdae (MobileNetV2 + EfficientNet-Lite0, 256×96)": (
         _pdae,
