@@ -2,12 +2,15 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+from scipy import ndimage
 
 from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings
+from anomalib_pdae.models.ldknn.anomaly_map import AnomalyMap
 from anomalib_pdae.models.ldknn.scorers import fit_statistics, score
 
 
@@ -155,9 +158,10 @@ def test_parity_with_anomalib_patchcore():
 def test_bilinear_map_is_smooth_upsampling_of_patch_scores(fitted):
     fitted = copy.deepcopy(fitted)
     batch = images(1, seed=12)
-    fitted.anomaly_map.blur.kernel = torch.zeros_like(fitted.anomaly_map.blur.kernel)
-    centre = fitted.anomaly_map.blur.kernel.shape[-1] // 2
-    fitted.anomaly_map.blur.kernel[..., centre, centre] = 1.0  # identity blur: compare the raw upsampling
+    for blur in fitted.anomaly_map.blur:  # identity blur: compare the raw upsampling
+        identity = torch.zeros_like(blur.kernel)
+        identity[..., blur.height // 2, blur.width // 2] = 1.0
+        blur.kernel = identity
     embedding = fitted.embed(batch)
     queries = embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1])
     patch = score("ldknn", queries, fitted.memory_bank, {"local_density": fitted.local_density}, k=3)
@@ -226,3 +230,15 @@ def test_fit_times_its_own_stages(ratio, stages):
     model.fit(model(images(1, seed=16)), progress=False)
     assert set(model.timer.seconds) == stages
     assert all(seconds >= 0 for seconds in model.timer.seconds.values())
+
+
+def test_anomaly_map_blur_is_scipys_and_loads_a_single_kernel_checkpoint():
+    """The row-then-column blur equals scipy's σ=4 filter; a state dict with one k×k kernel still loads."""
+    patches = torch.rand(2, 1, 8, 6, generator=torch.Generator().manual_seed(0))
+    got = AnomalyMap(sigma=4.0)(patches, (64, 48))
+    upsampled = F.interpolate(patches, size=(64, 48), mode="bilinear", align_corners=False)[:, 0].double()
+    expected = np.stack([ndimage.gaussian_filter(m.numpy(), sigma=4, mode="reflect") for m in upsampled])
+    np.testing.assert_allclose(got[:, 0].numpy(), expected, atol=1e-6)
+    fresh = AnomalyMap(sigma=4.0)
+    fresh.load_state_dict({"blur.kernel": torch.rand(1, 1, 33, 33)})
+    torch.testing.assert_close(fresh(patches, (64, 48)), got)
