@@ -36,7 +36,8 @@ compiled = ov.Core().compile_model(sys.argv[1], "CPU", {"INFERENCE_PRECISION_HIN
 images, warmup, runs = np.load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 batch = compiled.input(0).get_partial_shape()[0]
 result = {}
-for n in (1, 2, 8) if batch.is_dynamic else (batch.get_length(),):
+sizes = [int(n) for n in sys.argv[5].split(",")] if len(sys.argv) > 5 else (1, 2, 8)
+for n in sizes if batch.is_dynamic else (batch.get_length(),):
     for _ in range(warmup):
         compiled(images[:n])
     times = []
@@ -89,11 +90,28 @@ def torch_timing(model: torch.nn.Module, images: np.ndarray) -> dict:
         }
 
 
-def child_timing(xml: Path, images: Path) -> dict:
-    """Milliseconds per image and peak RSS of the export at ``xml``, in a fresh process."""
+def child_timing(xml: Path, images: Path, batches: tuple[int, ...] = (1, 2, 8)) -> dict:
+    """Milliseconds per image and peak RSS of the export at ``xml``, in a fresh process.
+
+    ``batches``: the batch sizes timed when the export's batch is dynamic.
+    """
     command = [sys.executable, "-c", TIMING_PROCESS, str(xml), str(images), str(WARMUP), str(RUNS)]
+    command.append(",".join(map(str, batches)))
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def interleaved_ms(exports: dict[str, Path], images: Path, rounds: int) -> dict[str, list[float]]:
+    """Ms per image at batch 2 of each export, timed in turn in fresh processes, ``rounds`` times.
+
+    On a shared 2-core machine one process's median moves by up to a quarter from one process
+    to the next; alternating the models spreads that over all of them alike.
+    """
+    found: dict[str, list[float]] = {name: [] for name in exports}
+    for _ in range(rounds):
+        for name, xml in exports.items():
+            found[name].append(child_timing(xml, images, batches=(2,))["ms_batch2"])
+    return found
 
 
 def _int8_ptq(model: ov.Model, datamodule: MVTecAD) -> ov.Model:

@@ -1,4 +1,4 @@
-"""Fit-time local densities found by the approximate search (PCA candidates, exact re-rank)."""
+"""Fit-time local densities found by the approximate search (bfloat16 candidates, exact re-rank)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_pdae.models.components.search import faiss_knn, faiss_knn_reranked
+from anomalib_pdae.models.components.search import faiss_knn, knn_reranked
 from anomalib_pdae.models.ldknn import LdknnModel, LdknnSettings
 
 
@@ -21,16 +21,16 @@ def test_reranked_neighbours_are_the_exact_ones_on_patch_like_rows() -> None:
     bank = _clustered(4000, 96)
     queries = bank[::10]
     exact_distances, exact_indices = faiss_knn(queries, bank, k=5, exclude_self=True)
-    distances, indices = faiss_knn_reranked(queries, bank, 5, True, projection_dim=16, candidates=32)
+    distances, indices = knn_reranked(queries, bank, 5, True, candidates=16)
     assert (indices == exact_indices).mean() > 0.99
     np.testing.assert_allclose(distances.mean(1), exact_distances.mean(1), rtol=1e-3, atol=1e-4)
 
 
 def test_returned_distances_are_exact_for_the_rows_returned() -> None:
-    """Even with too few candidates to find every neighbour, each distance is the true one."""
+    """Even with no spare candidates, each distance returned is the true one."""
     bank = _clustered(2000, 64, seed=1)
     queries = bank[:50]
-    distances, indices = faiss_knn_reranked(queries, bank, 3, True, projection_dim=4, candidates=4)
+    distances, indices = knn_reranked(queries, bank, 3, True, candidates=1)
     true = ((queries[:, None, :] - bank[torch.from_numpy(indices)]) ** 2).sum(-1).numpy()
     np.testing.assert_allclose(distances, true, rtol=1e-4, atol=1e-3)
     assert (indices != np.arange(50)[:, None]).all()  # the point itself is excluded

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from anomalib_pdae.models.components.search import faiss_knn, faiss_knn_reranked, nearest_neighbours
+from anomalib_pdae.models.components.search import faiss_knn, knn_reranked, nearest_neighbours
 
 SCORERS = ("ldknn", "knn", "kth_nn", "lof", "ldof", "lof_reb", "ldof_reb")
 # Scorers that need K >= 2: LDOF averages distances among the K neighbours, REB's LOF fits on K - 1.
@@ -41,7 +41,7 @@ def fit_statistics(
     """Per-memory-point tables a scorer needs, keyed by buffer name.
 
     ``search="approximate"`` finds the local density's neighbours in the full bank by
-    :func:`~anomalib_pdae.models.components.search.faiss_knn_reranked` (exact distances of the
+    :func:`~anomalib_pdae.models.components.search.knn_reranked` (exact distances of the
     neighbours found); the tables within the memory bank are always exact.
 
     - ``ldknn``: ``local_density`` = mean distance of each memory point to its K nearest
@@ -158,6 +158,6 @@ def _knn_distances(
     search: str = "exact",
 ) -> tuple[np.ndarray, np.ndarray]:
     """K nearest neighbours of bank points in ``bank``, themselves excluded."""
-    knn = faiss_knn_reranked if search == "approximate" else faiss_knn
+    knn = knn_reranked if search == "approximate" else faiss_knn
     distances, indices = knn(queries, bank, k, exclude_self=True, progress=progress)
     return (np.sqrt(distances) if distance == "euclidean" else distances), indices
