@@ -18,7 +18,7 @@ from benchmarks.tables import TABLES
 TAGS = {"resnet18.tv_in1k", "wide_resnet50_2.tv_in1k", "wide_resnet101_2.tv_in1k"}
 
 
-@pytest.mark.parametrize("table", sorted(set(TABLES) - {"pdae", "ldknn_vs_patchcore"}))
+@pytest.mark.parametrize("table", sorted(set(TABLES) - {"pdae", "ldknn_vs_patchcore", "fit_speed"}))
 @pytest.mark.parametrize("backbone", ["resnet18", "wide_resnet50_2", "wide_resnet101_2"])
 def test_every_full_run_job_uses_the_torchvision_weights(table: str, backbone: str) -> None:
     specs = build_specs(table, Settings(backbone=backbone, textures="dtd"), Path("d"), Path("r"))
