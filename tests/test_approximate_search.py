@@ -139,7 +139,7 @@ def _small(**settings) -> LdknnModel:
     [
         ({"candidates": 0}, "candidates"),
         ({"candidates": -3}, "candidates"),
-        ({"candidates": 2, "k": 3}, "candidates=2 must be >= k=3"),
+        ({"candidates": 2, "k": 3, "scorer": "knn"}, "candidates=2 must be >= k=3"),
         ({"projection_dim": 65}, "projection_dim=65 is wider than the features it reduces"),
         ({"projection_dim": 0}, "projection_dim"),
         ({"search": "fast"}, "search must be one of 'exact', 'approximate'"),
@@ -153,6 +153,15 @@ def test_bad_search_parameters_are_refused_at_construction(
     weights = {} if model_class is LdknnSettings else {"pre_trained": False}
     with pytest.raises(ValueError, match=message):
         model_class(**SMALL, **weights, **arguments)
+
+
+def test_ldknn_needs_no_more_candidates_than_its_one_nearest_memory_point() -> None:
+    """K sets the fit-time densities only; forward searches one neighbour, so 2 candidates serve K=5."""
+    model = _small(k=5, search="approximate", candidates=2, projection_dim=8).train()
+    model.fit(model(torch.rand(2, 3, 64, 64)), progress=False)
+    assert model.eval()(torch.rand(1, 3, 64, 64)).pred_score.isfinite().all()
+    with pytest.raises(ValueError, match="candidates=2 must be >= k=5"):
+        model.rescore(scorer="knn")
 
 
 def test_more_candidates_than_bank_rows_is_refused_at_fit() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .embedding_store import EmbeddingStore
 from .search import squared_norms
 
 # Rows of the bank updated at once: bounds the (rows × new centers) distance block (16 MB at 256
@@ -14,7 +15,7 @@ ROW_CHUNK = 16384
 
 
 def greedy_coreset(
-    embeddings: torch.Tensor | np.ndarray,
+    embeddings: torch.Tensor | np.ndarray | EmbeddingStore,
     ratio: float,
     projection_dim: int = 128,
     seed: int = 0,
@@ -30,6 +31,7 @@ def greedy_coreset(
     it stops as soon as the best candidate is no farther than the farthest row left outside,
     whose distance can only have shrunk. Up to that point every pick is the one the textbook
     greedy makes. One matrix product then updates the whole bank with all centers found.
+    Only the projection is held in memory: an :class:`EmbeddingStore` is projected block by block.
 
     Example:
         >>> points = np.random.default_rng(0).normal(size=(1000, 16)).astype(np.float32)
@@ -39,13 +41,12 @@ def greedy_coreset(
     if not 0 < ratio <= 1:
         msg = f"coreset ratio must be in (0, 1], got {ratio}."
         raise ValueError(msg)
-    data = torch.as_tensor(embeddings).detach().float().cpu()
-    count = data.shape[0]
+    count = len(embeddings)
     n_select = max(1, round(count * ratio))
     if n_select >= count:
         return np.arange(count)
     generator = torch.Generator().manual_seed(seed)
-    points = _project(data, projection_dim, generator)
+    points = _project(embeddings, projection_dim, generator)
     norms = squared_norms(points)
     first = int(torch.randint(count, (1,), generator=generator))
     selected = [first]
@@ -89,12 +90,26 @@ def _picks_among_farthest(
     return picks
 
 
-def _project(data: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:
-    """Random Gaussian projection to ``dim`` columns (Johnson–Lindenstrauss), if it shrinks."""
-    if data.shape[1] <= dim:
-        return data.contiguous()
-    matrix = torch.randn(data.shape[1], dim, generator=generator) / dim**0.5
-    return data @ matrix
+def _project(
+    rows: torch.Tensor | np.ndarray | EmbeddingStore, dim: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Float32 rows randomly projected to ``dim`` columns (Johnson–Lindenstrauss), if it shrinks."""
+    if isinstance(rows, EmbeddingStore):
+        width, blocks = rows.row_shape[0], rows.blocks()
+    else:
+        data = torch.as_tensor(rows).detach().cpu()
+        width, blocks = data.shape[1], [data]
+    matrix = torch.randn(width, dim, generator=generator) / dim**0.5 if width > dim else None
+    points = torch.empty(len(rows), min(width, dim))
+    start = 0
+    for block in blocks:
+        end = start + len(block)
+        if matrix is None:
+            points[start:end] = block
+        else:
+            torch.matmul(block.float(), matrix, out=points[start:end])
+        start = end
+    return points
 
 
 def _squared_to(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -12,6 +13,7 @@ from anomalib.models.components import MemoryBankMixin
 from anomalib.pre_processing import PreProcessor
 from torchvision.transforms.v2 import Resize
 
+from .embedding_store import EmbeddingStore
 from .guards import check_datamodule
 
 logger = logging.getLogger(__name__)
@@ -28,16 +30,22 @@ class EmbeddingBankMixin(MemoryBankMixin):
     ``MemoryBankMixin`` then calls :meth:`fit`, which hands all of them to ``self.model.fit``.
     The pre-processor only resizes (the backbone normalises its own input); the datamodule's
     splits are checked when a stage starts; an unfitted model is refused by the torch export.
-    ``self.model`` provides ``fit(embeddings)`` and ``check_fitted()``.
+    ``self.model`` provides ``fit(embeddings)`` and ``check_fitted()``; with
+    ``embedding_memory_bytes`` set, its ``fit`` also takes an ``EmbeddingStore`` whose rows
+    partly live on disk.
 
     Put it after the plugin mixins and before ``AnomalibModule``, which stays a direct base
     (anomalib's ``get_model`` only sees its direct subclasses):
     ``class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibModule)``.
     """
 
+    # Bytes of collected rows kept in memory; beyond it they go to a temporary file and
+    # ``self.model.fit`` receives the ``EmbeddingStore`` itself. ``None``: all in memory.
+    embedding_memory_bytes: int | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.embeddings = EmbeddingStore()
+        self.embeddings = EmbeddingStore(self.embedding_memory_bytes)
 
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
@@ -61,9 +69,8 @@ class EmbeddingBankMixin(MemoryBankMixin):
         if not self.embeddings:
             msg = f"{name} received no training images: check the datamodule's training split."
             raise ValueError(msg)
-        embeddings = self.embeddings.drain()
-        logger.info("Fitting %s on %d embeddings.", name, len(embeddings))
-        self.model.fit(embeddings.to(self.device))
+        logger.info("Fitting %s on %d embeddings.", name, len(self.embeddings))
+        fit_from_store(self.model.fit, self.embeddings, self.device)
 
     def setup(self, stage: str | None = None) -> None:
         """Check the datamodule's splits before the data loaders are built (see ``check_datamodule``)."""
@@ -81,66 +88,13 @@ class EmbeddingBankMixin(MemoryBankMixin):
         return LearningType.ONE_CLASS
 
 
-# Bytes per block of stored rows. glibc serves an allocation above 32 MB (the ceiling of its
-# dynamic mmap threshold) from its own mapping and unmaps it when freed. Per-batch tensors
-# (17 MB for 8 images at 256 px) come from the heap instead, which keeps their pages after the
-# rows are concatenated: the fit then held the embeddings twice (+450 MB on KolektorSDD).
-BLOCK_BYTES = 64 * 2**20
+def fit_from_store(fit: Callable[[Any], None], store: EmbeddingStore, device: torch.device | str) -> None:
+    """``fit(rows)``: one tensor on ``device``, or the store itself when its rows went to disk.
 
-
-class EmbeddingStore:
-    """Rows appended batch by batch into large blocks, handed over once as one tensor.
-
-    Holding the rows costs their size plus at most one block, and :meth:`drain` returns the
-    blocks' memory to the system as it concatenates them, so the fit never holds them twice.
-
-    Example:
-        >>> store = EmbeddingStore()
-        >>> store.append(torch.zeros(2, 3))
-        >>> store.append(torch.ones(1, 3))
-        >>> len(store), store.drain().sum().item(), len(store)
-        (3, 3.0, 0)
+    The store is empty afterwards.
     """
-
-    def __init__(self) -> None:
-        self._blocks: list[torch.Tensor] = []
-        self._last_rows = 0  # rows filled in the last block
-
-    def __len__(self) -> int:
-        """Rows stored."""
-        return sum(len(block) for block in self._blocks[:-1]) + self._last_rows
-
-    def append(self, rows: torch.Tensor) -> None:
-        """Copy ``rows`` (any shape; stored along dim 0) to the CPU store."""
-        rows = rows.detach()
-        while len(rows):
-            if not self._blocks or self._last_rows == len(self._blocks[-1]):
-                per_block = max(1, BLOCK_BYTES // max(1, rows[0].numel() * rows.element_size()))
-                self._blocks.append(torch.empty(per_block, *rows.shape[1:], dtype=rows.dtype))
-                self._last_rows = 0
-            block = self._blocks[-1]
-            count = min(len(rows), len(block) - self._last_rows)
-            block[self._last_rows : self._last_rows + count] = rows[:count]
-            self._last_rows += count
-            rows = rows[count:]
-
-    def clear(self) -> None:
-        """Forget every row."""
-        self._blocks.clear()
-        self._last_rows = 0
-
-    def drain(self) -> torch.Tensor:
-        """All rows as one tensor; the store is empty afterwards."""
-        if not self._blocks:
-            msg = "The embedding store is empty."
-            raise ValueError(msg)
-        out = self._blocks[0].new_empty(len(self), *self._blocks[0].shape[1:])
-        start = 0
-        while self._blocks:
-            block = self._blocks.pop(0)
-            count = len(block) if self._blocks else self._last_rows
-            out[start : start + count] = block[:count]
-            start += count
-            del block
-        self._last_rows = 0
-        return out
+    if store.spilled:
+        fit(store)
+        store.clear()
+    else:
+        fit(store.drain().to(device))

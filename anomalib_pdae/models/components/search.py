@@ -9,12 +9,16 @@ dynamic batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import faiss
 import numpy as np
 import torch
 from anomalib.models.components import DynamicBufferMixin
 from torch import nn
 from tqdm.auto import tqdm
+
+from .embedding_store import EmbeddingStore
 
 SEARCH_MODES = ("exact", "approximate")
 
@@ -185,7 +189,7 @@ def principal_axes(rows: torch.Tensor, width: int) -> torch.Tensor:
 
 def faiss_knn(
     queries: np.ndarray | torch.Tensor,
-    bank: np.ndarray | torch.Tensor,
+    bank: np.ndarray | torch.Tensor | EmbeddingStore,
     k: int,
     exclude_self: bool = False,
     chunk: int = 8192,
@@ -198,35 +202,44 @@ def faiss_knn(
     when faiss reports exactly 0 and the last otherwise; float32 rounding gives many points a
     tiny positive distance to themselves, 43% of a KolektorSDD bank, and the reference then keeps
     the point as its own neighbour. If rounding ranks an exact duplicate first, the two are
-    interchangeable.) ``progress`` names a progress bar over query chunks.
+    interchangeable.) ``progress`` names a progress bar over query chunks, or over the blocks of
+    an :class:`EmbeddingStore` bank, which is searched a block at a time.
 
     Example:
         >>> bank = np.array([[0.0], [1.0], [3.0]], dtype=np.float32)
         >>> faiss_knn(bank, bank, k=1, exclude_self=True)[0].ravel().tolist()
         [1.0, 1.0, 4.0]
     """
-    queries, bank = _as_float32(queries), _as_float32(bank)
-    starts = range(0, len(queries), chunk)
-    # faiss.knn searches the bank in place; an index would keep a second copy of it.
-    results = [
-        faiss.knn(queries[start : start + chunk], bank, k + 1 if exclude_self else k)
-        for start in tqdm(starts, desc=progress, disable=progress is None, leave=False)
-    ]
-    distances = np.concatenate([r[0] for r in results]).clip(min=0)
-    indices = np.concatenate([r[1] for r in results])
+    wanted, queries = k + 1 if exclude_self else k, _as_float32(queries)
+    if isinstance(bank, EmbeddingStore):
+        best = None
+        for start, block in _offset_blocks(bank, progress):
+            found = faiss_knn(queries, block, min(wanted, len(block)), chunk=chunk)
+            best = _merge(best, (torch.from_numpy(found[0]), torch.from_numpy(found[1]) + start), wanted)
+        distances, indices = best[0].numpy(), best[1].numpy()
+    else:
+        bank = _as_float32(bank)
+        starts = range(0, len(queries), chunk)
+        # faiss.knn searches the bank in place; an index would keep a second copy of it.
+        results = [
+            faiss.knn(queries[start : start + chunk], bank, wanted)
+            for start in tqdm(starts, desc=progress, disable=progress is None, leave=False)
+        ]
+        distances = np.concatenate([r[0] for r in results]).clip(min=0)
+        indices = np.concatenate([r[1] for r in results])
     if not exclude_self:
         return distances, indices
     return distances[:, 1:], indices[:, 1:]
 
 
 # Fit-time approximate search: query rows and bank rows compared at once in bfloat16 (a 16 MB
-# block of products), queries re-ranked at once in float32.
-QUERY_CHUNK, BANK_BLOCK, RERANK_CHUNK = 1024, 8192, 1024
+# block of products); (query, candidate) pairs re-ranked at once in float32 (two 32 MB gathers).
+QUERY_CHUNK, BANK_BLOCK, PAIR_CHUNK = 1024, 8192, 16384
 
 
 def knn_reranked(
     queries: torch.Tensor,
-    bank: torch.Tensor,
+    bank: torch.Tensor | EmbeddingStore,
     k: int,
     exclude_self: bool = False,
     candidates: int = 16,
@@ -238,7 +251,8 @@ def knn_reranked(
     re-ranked by their float32 distance, so the distances returned are exact; a true neighbour
     is missed only when bfloat16's 8-bit mantissa ranks it below the candidates. On CPUs with
     AVX-512 BF16 or AMX, torch's bfloat16 matmul runs at over twice the float32 rate; elsewhere
-    it is emulated and slower than :func:`faiss_knn`. The bank is converted block by block, so
+    it is emulated and slower than :func:`faiss_knn`. The bank (a tensor or an
+    :class:`EmbeddingStore`) is read twice, block by block, and converted one block at a time, so
     no bfloat16 copy of it is kept.
 
     Example:
@@ -247,37 +261,74 @@ def knn_reranked(
         >>> bool((knn_reranked(bank[:5], bank, 2, True)[1] == exact).all())
         True
     """
-    queries, bank = torch.as_tensor(queries).float(), torch.as_tensor(bank).float()
+    queries = torch.as_tensor(queries).float()
+    if not isinstance(bank, EmbeddingStore):
+        bank = torch.as_tensor(bank).float()
     wanted = k + 1 if exclude_self else k
     width = min(max(candidates, wanted), len(bank))
     low_queries = queries.bfloat16()
     best_values = torch.full((len(queries), width), float("inf"))
     best_rows = torch.zeros((len(queries), width), dtype=torch.long)
-    bank_norms = squared_norms(bank)
-    starts = range(0, len(bank), BANK_BLOCK)
-    for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
-        block = bank[start : start + BANK_BLOCK].bfloat16()
-        block_norms = bank_norms[start : start + BANK_BLOCK].bfloat16()
-        for first in range(0, len(queries), QUERY_CHUNK):
-            rows = slice(first, first + QUERY_CHUNK)
-            ranking = torch.addmm(block_norms, low_queries[rows], block.T, alpha=-2)
-            values, found = ranking.topk(min(width, len(block)), dim=1, largest=False)
-            values = torch.cat([best_values[rows], values.float()], dim=1)
-            found = torch.cat([best_rows[rows], found + start], dim=1)
-            values, order = values.topk(width, dim=1, largest=False)
-            best_values[rows], best_rows[rows] = values, found.gather(1, order)
-    distances, indices = [], []
-    for first in range(0, len(queries), RERANK_CHUNK):
-        chunk, rows = queries[first : first + RERANK_CHUNK], best_rows[first : first + RERANK_CHUNK]
-        products = torch.bmm(bank[rows], chunk.unsqueeze(2)).squeeze(2)
-        exact = (bank_norms[rows] - 2 * products + squared_norms(chunk)[:, None]).clamp_min(0)
-        exact, order = exact.topk(wanted, dim=1, largest=False)
-        distances.append(exact)
-        indices.append(rows.gather(1, order))
-    distances, indices = torch.cat(distances).numpy(), torch.cat(indices).numpy()
+    for offset, rows in _offset_blocks(bank, progress):
+        for start in range(0, len(rows), BANK_BLOCK):
+            block = rows[start : start + BANK_BLOCK].float()
+            block_norms = squared_norms(block).bfloat16()
+            block = block.bfloat16()
+            for first in range(0, len(queries), QUERY_CHUNK):
+                chunk = slice(first, first + QUERY_CHUNK)
+                ranking = torch.addmm(block_norms, low_queries[chunk], block.T, alpha=-2)
+                values, found = ranking.topk(min(width, len(block)), dim=1, largest=False)
+                found = found + offset + start
+                merged = _merge((best_values[chunk], best_rows[chunk]), (values.float(), found), width)
+                best_values[chunk], best_rows[chunk] = merged
+    exact = _candidate_distances(queries, bank, best_rows)
+    exact, order = exact.topk(wanted, dim=1, largest=False)
+    distances, indices = exact.numpy(), best_rows.gather(1, order).numpy()
     if not exclude_self:
         return distances, indices
     return distances[:, 1:], indices[:, 1:]
+
+
+def _candidate_distances(
+    queries: torch.Tensor, bank: torch.Tensor | EmbeddingStore, rows: torch.Tensor
+) -> torch.Tensor:
+    """Float32 squared distances ``(Q, C)`` of each query to its ``C`` candidate rows of ``bank``.
+
+    The pairs are visited in bank order, so the bank is read once, block by block.
+    """
+    flat = rows.reshape(-1)
+    order = flat.argsort()
+    ordered = flat[order]
+    out = torch.empty(len(flat))
+    for offset, block in _offset_blocks(bank):
+        low, high = torch.searchsorted(ordered, torch.tensor([offset, offset + len(block)])).tolist()
+        for first in range(low, high, PAIR_CHUNK):
+            pairs = order[first : min(first + PAIR_CHUNK, high)]
+            difference = block[flat[pairs] - offset].float() - queries[pairs // rows.shape[1]]
+            out[pairs] = torch.linalg.vector_norm(difference, dim=1).square()
+    return out.view(rows.shape)
+
+
+def _offset_blocks(
+    bank: torch.Tensor | EmbeddingStore, progress: str | None = None
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(first row, rows)`` of a store's blocks in order, or of a tensor as one block."""
+    blocks = bank.blocks() if isinstance(bank, EmbeddingStore) else [bank]
+    offset = 0
+    for block in tqdm(blocks, desc=progress, disable=progress is None, leave=False):
+        yield offset, block
+        offset += len(block)
+
+
+def _merge(
+    best: tuple[torch.Tensor, torch.Tensor] | None, found: tuple[torch.Tensor, torch.Tensor], width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``width`` smallest values (and their rows) of two ranked sets, ascending."""
+    values, rows = found
+    if best is not None:
+        values, rows = torch.cat([best[0], values], dim=1), torch.cat([best[1], rows], dim=1)
+    values, order = values.topk(min(width, values.shape[1]), dim=1, largest=False)
+    return values, rows.gather(1, order)
 
 
 def _as_float32(array: np.ndarray | torch.Tensor) -> np.ndarray:

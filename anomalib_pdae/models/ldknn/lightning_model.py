@@ -18,7 +18,7 @@ from anomalib_pdae.models.components.guards import CheckpointGuard
 from anomalib_pdae.models.components.memory_bank import EmbeddingBankMixin
 
 from .settings import DEFAULTS, LdknnSettings
-from .torch_model import CHUNK_IMAGES, LdknnModel
+from .torch_model import CHUNK_IMAGES, EMBEDDING_MEMORY_BYTES, LdknnModel
 
 
 class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibModule):
@@ -59,7 +59,8 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibMo
         search: nearest-neighbour search inside ``forward`` (and exported models): ``"exact"``
             or ``"approximate"`` (candidates in a PCA space of the bank, exact re-rank; see
             ``anomalib_pdae/models/ldknn/README.md`` and ``benchmarks/results/approximate_search.md``).
-        candidates: bank rows re-ranked per patch by the approximate search (>= k).
+        candidates: bank rows re-ranked per patch by the approximate search (>= 1 for LDKNN,
+            which searches the nearest memory point; >= k for the KNN variants).
         projection_dim: width of the approximate search's PCA space (<= embedding_dim).
         density_search: how the local densities find their K neighbours in the full bank at fit
             time: ``"exact"`` (faiss brute force) or ``"approximate"`` (16 candidates ranked in
@@ -74,6 +75,8 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibMo
         >>> engine.fit(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
         >>> engine.test(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
     """
+
+    embedding_memory_bytes = EMBEDDING_MEMORY_BYTES
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from anomalib_pdae.models.components.embedding_store import EmbeddingStore
 from anomalib_pdae.models.components.search import faiss_knn, knn_reranked, nearest_neighbours
 
 SCORERS = ("ldknn", "knn", "kth_nn", "lof", "ldof", "lof_reb", "ldof_reb")
@@ -32,7 +33,7 @@ Search = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 def fit_statistics(
     scorer: str,
     memory: torch.Tensor,
-    full_bank: torch.Tensor,
+    full_bank: torch.Tensor | EmbeddingStore,
     k: int,
     distance: str = "squared",
     progress: bool = True,
@@ -151,7 +152,7 @@ def _metric(squared: torch.Tensor, distance: str) -> torch.Tensor:
 
 def _knn_distances(
     queries: torch.Tensor,
-    bank: torch.Tensor,
+    bank: torch.Tensor | EmbeddingStore,
     k: int,
     distance: str,
     progress: str | None,

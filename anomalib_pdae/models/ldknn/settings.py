@@ -79,12 +79,17 @@ class LdknnSettings:
             msg = f"coreset_ratio must be in (0, 1] (1 keeps the whole bank), got {self.coreset_ratio}."
             raise ValueError(msg)
         check_embedding(self.embedding_width, self.aggregation)
-        check_search(self.search, self.candidates, self.projection_dim, self.search_features, self.k)
+        check_search(self.search, self.candidates, self.projection_dim, self.search_features, self.search_k)
 
     @property
     def embedding_width(self) -> int:
         """D of the reference aggregation: ``embedding_dim``, or REB's for the backbone."""
         return reb_embedding_dim(self.backbone) if self.embedding_dim is None else self.embedding_dim
+
+    @property
+    def search_k(self) -> int:
+        """Neighbours ``forward`` asks the search for: LDKNN's nearest memory point, or K."""
+        return 1 if self.scorer == "ldknn" else self.k
 
     @property
     def search_features(self) -> int | None:

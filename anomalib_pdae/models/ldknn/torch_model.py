@@ -12,6 +12,7 @@ from anomalib.models.components import DynamicBufferMixin
 from torch import nn
 
 from anomalib_pdae.models.components import Backbone, NeighbourSearch, PatchEmbedding, greedy_coreset
+from anomalib_pdae.models.components.embedding_store import EmbeddingStore
 from anomalib_pdae.models.components.stage_timer import StageTimer
 
 from . import scorers
@@ -23,6 +24,11 @@ from .settings import BANK_SETTINGS, LdknnSettings
 # whole batch (32 images at 256 px: about 0.5 GB, plus a 0.27 GB distance block) would otherwise
 # sit on top of the growing bank or of what the fit left fragmented.
 CHUNK_IMAGES = 8
+# Patch embeddings held in memory while collecting (Ldknn, Reb): about 500 images at 256 px of
+# 512-d float32 rows (KolektorSDD's 250 take half). Beyond, all of them go to a temporary file,
+# and the fit of the larger training set holds the coreset's 128-d projection (a quarter of the
+# rows' size), the memory bank and one block of rows.
+EMBEDDING_MEMORY_BYTES = 2**30
 # Buffers filled by ``fit``; every one may change size between checkpoints.
 BANK_BUFFERS = ("memory_bank", "local_density", "k_distance", "lrd")
 # Settings the scorer's per-memory-point tables depend on.
@@ -137,9 +143,14 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
             )
             raise RuntimeError(msg)
 
-    def fit(self, embeddings: torch.Tensor, progress: bool = True) -> None:
-        """Build the memory bank (optionally a coreset) and the scorer's tables from all embeddings."""
-        if embeddings.numel() == 0:
+    def fit(self, embeddings: torch.Tensor | EmbeddingStore, progress: bool = True) -> None:
+        """Build the memory bank (optionally a coreset) and the scorer's tables from all embeddings.
+
+        ``embeddings`` may be an :class:`EmbeddingStore` whose rows partly live on disk: the
+        coreset and the local densities then read them block by block, and only the memory bank
+        (and the coreset's 128-d projection) is held whole.
+        """
+        if len(embeddings) == 0 or (isinstance(embeddings, torch.Tensor) and embeddings.numel() == 0):
             msg = "LDKNN got no training embeddings: the training set is empty."
             raise ValueError(msg)
         settings = self.settings
@@ -147,10 +158,16 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
         bank_size = len(embeddings) if ratio == 1 else max(1, round(len(embeddings) * ratio))
         _check_bank_size(settings, self.search, bank_size)
         self.timer.seconds.clear()
+        if isinstance(embeddings, EmbeddingStore) and ratio == 1:  # the bank is every row
+            embeddings = embeddings.drain()
         memory = embeddings
         if ratio < 1:
             with self.timer("coreset"):
-                memory = embeddings[torch.from_numpy(greedy_coreset(embeddings, ratio, progress=progress))]
+                selected = torch.from_numpy(greedy_coreset(embeddings, ratio, progress=progress))
+                if isinstance(embeddings, EmbeddingStore):
+                    memory = embeddings.take(selected).to(self.memory_bank.device)
+                else:
+                    memory = embeddings[selected]
         self._fit_statistics(settings, memory, embeddings, progress)
         self.memory_bank = memory.contiguous()
         with self.timer("search"):
@@ -180,7 +197,11 @@ class LdknnModel(DynamicBufferMixin, nn.Module):
             self.search.fit(self.memory_bank)
 
     def _fit_statistics(
-        self, settings: LdknnSettings, memory: torch.Tensor, full_bank: torch.Tensor, progress: bool
+        self,
+        settings: LdknnSettings,
+        memory: torch.Tensor,
+        full_bank: torch.Tensor | EmbeddingStore,
+        progress: bool,
     ) -> None:
         with self.timer("statistics"):
             tables = scorers.fit_statistics(
@@ -202,7 +223,7 @@ def _search(settings: LdknnSettings) -> NeighbourSearch:
         settings.candidates,
         settings.projection_dim,
         features=settings.search_features,
-        k=settings.k,
+        k=settings.search_k,
     )
 
 

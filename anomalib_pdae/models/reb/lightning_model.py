@@ -24,10 +24,12 @@ from torchvision.transforms.v2 import Resize
 
 from anomalib_pdae.data.defectmaker import SALIENCY_MODES, Saliency, defect_batch, defect_task
 from anomalib_pdae.models.components.defaults import PluginDefaultsMixin
+from anomalib_pdae.models.components.embedding_store import EmbeddingStore
 from anomalib_pdae.models.components.guards import CheckpointGuard, check_datamodule
-from anomalib_pdae.models.components.memory_bank import EmbeddingStore
+from anomalib_pdae.models.components.memory_bank import fit_from_store
 from anomalib_pdae.models.ldknn.settings import DEFAULTS as LDKNN
 from anomalib_pdae.models.ldknn.settings import LdknnSettings
+from anomalib_pdae.models.ldknn.torch_model import EMBEDDING_MEMORY_BYTES
 
 from .torch_model import RebModel
 
@@ -199,7 +201,7 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         self.register_buffer("_stopped_early", torch.tensor(False))  # by the trainer's limits
         self._accumulated = 0
         self._collecting = False
-        self.embeddings = EmbeddingStore()
+        self.embeddings = EmbeddingStore(EMBEDDING_MEMORY_BYTES)
 
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
@@ -339,9 +341,8 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
         if not self.embeddings:
             msg = "Reb has no training embeddings: check the datamodule's training split."
             raise ValueError(msg)
-        embeddings = self.embeddings.drain()
-        logger.info("Fitting LDKNN on %d patch embeddings.", len(embeddings))
-        self.model.ldknn.fit(embeddings.to(self.device))
+        logger.info("Fitting LDKNN on %d patch embeddings.", len(self.embeddings))
+        fit_from_store(self.model.ldknn.fit, self.embeddings, self.device)
         self._is_fitted = torch.tensor(True, device=self.device)
 
     def on_validation_start(self) -> None:
