@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,14 +46,15 @@ ROWS = {
 
 
 def write_copies(source: Path, target: Path, copies: int, seed: int = 0, category: str = CATEGORY) -> int:
-    """``target/category``: ``copies`` seeded variants of every training image, the test split linked.
+    """``target/category``: ``copies`` seeded variants of every training image, the test split copied.
 
-    Copy 0 is the image itself. Returns the number of training images written.
+    Copy 0 is the image itself. Returns the number of training images written. (The test folders
+    are copied, not linked: anomalib's datasets do not look into linked folders.)
     """
     folder = target / category
     (folder / "train" / "good").mkdir(parents=True)
     for split in ("test", "ground_truth"):
-        (folder / split).symlink_to((source / category / split).resolve())
+        shutil.copytree(source / category / split, folder / split)
     written = 0
     for number, path in enumerate(sorted((source / category / "train" / "good").iterdir())):
         image = Image.open(path)
@@ -118,6 +120,8 @@ def measure(root: str, density_search: str, on_disk: bool, category: str = CATEG
     return {
         "training images": len(datamodule.train_data),
         "rows": len(datamodule.train_data) * 32 * 32,
+        "test images": len(datamodule.test_data),
+        "defective test images": int(torch.cat(labels).sum()),
         "fit s": round(fit_seconds, 1),
         "coreset s": round(seconds["coreset"], 1),
         "densities s": round(seconds["statistics"], 1),
@@ -153,7 +157,7 @@ def main() -> None:
                 root = Path(tmp)
             call = {"root": str(root), "density_search": density_search, "on_disk": on_disk}
             command = [sys.executable, "-m", "benchmarks.large_fit", "--measure", json.dumps(call)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         results[name] = {"density search": density_search, **json.loads(output.strip().splitlines()[-1])}
         print(name, results[name], flush=True)
         results_json.write_text(json.dumps(results, indent=2) + "\n")

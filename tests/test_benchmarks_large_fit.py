@@ -10,7 +10,7 @@ from PIL import Image
 from benchmarks import large_fit
 
 
-def test_copies_are_seeded_variants_with_the_test_split_linked(synthetic_root: Path, tmp_path: Path) -> None:
+def test_copies_are_seeded_variants_with_the_test_split_copied(synthetic_root: Path, tmp_path: Path) -> None:
     written = large_fit.write_copies(synthetic_root, tmp_path / "a", copies=3, category="synthetic")
     large_fit.write_copies(synthetic_root, tmp_path / "b", copies=3, category="synthetic")
     train = tmp_path / "a" / "synthetic" / "train" / "good"
@@ -23,14 +23,19 @@ def test_copies_are_seeded_variants_with_the_test_split_linked(synthetic_root: P
     for name in ("000_1.png", "013_2.png"):  # same seed, same variant
         again = tmp_path / "b" / "synthetic" / "train" / "good" / name
         assert np.array_equal(np.asarray(Image.open(train / name)), np.asarray(Image.open(again)))
-    linked = (tmp_path / "a" / "synthetic" / "test").resolve()
-    assert linked == (synthetic_root / "synthetic" / "test").resolve()
+    for split in ("test", "ground_truth"):
+        copied = (tmp_path / "a" / "synthetic" / split).rglob("*")
+        original = (synthetic_root / "synthetic" / split).rglob("*")
+        assert sorted(p.relative_to(tmp_path / "a") for p in copied) == sorted(
+            p.relative_to(synthetic_root) for p in original
+        )
 
 
 def test_a_row_on_disk_is_measured(synthetic_root: Path, tmp_path: Path) -> None:
     large_fit.write_copies(synthetic_root, tmp_path, copies=2, category="synthetic")
     row = large_fit.measure(str(tmp_path), "approximate", on_disk=True, category="synthetic")
     assert row["training images"] == 48
+    assert row["defective test images"] > 0  # the copied test split was found
     assert 0 < row["peak RSS MiB (fit)"] <= row["peak RSS MiB"]
     assert 0 <= row["image AUROC"] <= 100 and 0 <= row["pixel AUROC"] <= 100
     assert row["coreset s"] > 0 and row["densities s"] > 0
