@@ -20,11 +20,10 @@ import torch
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
-from torch.nn.functional import interpolate
 
 from anomalib_pdae import Ldknn
 from benchmarks.markdown import pipe_table
-from benchmarks.metrics import auroc
+from benchmarks.metrics import aurocs, torch_run
 from benchmarks.settings import SHARED, WEIGHTS_FILES
 from benchmarks.timing import timed
 
@@ -51,18 +50,8 @@ def fit_and_score(density_search: str) -> list[str]:
         engine = Engine(default_root_dir=tmp, logger=False, enable_progress_bar=False, limit_val_batches=0)
         _, fit_seconds = timed(engine.fit, model, datamodule=datamodule)
     densities = model.model.timer.seconds["statistics"]
-    scores, labels, maps, masks = [], [], [], []
-    model.eval()
-    with torch.no_grad():
-        for batch in datamodule.test_dataloader():
-            out = model(batch.image)
-            scores.append(out.pred_score.reshape(-1))
-            labels.append(batch.gt_label)
-            maps.append(out.anomaly_map.flatten())
-            size = out.anomaly_map.shape[-2:]
-            masks.append(interpolate(batch.gt_mask[:, None].float(), size=size, mode="nearest").flatten())
-    image = auroc(torch.cat(scores), torch.cat(labels))
-    pixel = auroc(torch.cat(maps), torch.cat(masks))
+    accuracy = aurocs(torch_run(model.eval()), datamodule)
+    image, pixel = accuracy["image_auroc"], accuracy["pixel_auroc"]
     print(density_search, densities, fit_seconds, image, pixel, flush=True)
     return [density_search, f"{densities:.1f}", f"{fit_seconds:.1f}", f"{image:.2f}", f"{pixel:.2f}"]
 

@@ -40,7 +40,6 @@ from lightning.pytorch import seed_everything
 from anomalib_pdae import Ldknn, Pdae, Ulsad
 from anomalib_pdae.models.components.compression import REFUSED
 from benchmarks.deployment_measure import (
-    aurocs,
     child_timing,
     export,
     interleaved_ms,
@@ -49,6 +48,7 @@ from benchmarks.deployment_measure import (
     torch_timing,
 )
 from benchmarks.markdown import pipe_table
+from benchmarks.metrics import aurocs, torch_run
 from benchmarks.runner import PATCHCORE_ENV
 from benchmarks.settings import SHARED, WEIGHTS_FILES
 
@@ -153,12 +153,7 @@ def measure(
     model.eval()
     images = next(iter(datamodule.test_dataloader())).image.numpy()
 
-    def run_torch(batch: np.ndarray) -> tuple:
-        with torch.no_grad():
-            out = model(torch.from_numpy(batch))
-        return out.pred_score.numpy(), out.anomaly_map.numpy()
-
-    rows = [{"precision": "torch FP32"} | aurocs(run_torch, datamodule) | torch_timing(model, images)]
+    rows = [{"precision": "torch FP32"} | aurocs(torch_run(model), datamodule) | torch_timing(model, images)]
     print(name, rows[-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "images.npy", images)

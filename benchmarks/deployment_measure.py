@@ -20,10 +20,8 @@ import openvino as ov
 import torch
 from anomalib.data import MVTecAD
 from anomalib.deploy import CompressionType
-from torch.nn.functional import interpolate
 
 from anomalib_pdae.models.components.compression import compress
-from benchmarks.metrics import auroc
 
 WARMUP, RUNS = 5, 20
 OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -63,23 +61,6 @@ def median_ms(call: Callable[[], object]) -> float:
         call()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
-
-
-def aurocs(run: Callable[[np.ndarray], tuple], datamodule: MVTecAD) -> dict:
-    """Image and pixel AUROC (percent) of ``run`` (images → scores, maps) on the test split."""
-    scores, labels, maps, masks = [], [], [], []
-    for batch in datamodule.test_dataloader():
-        score, anomaly_map = run(batch.image.numpy())
-        anomaly_map = torch.as_tensor(anomaly_map).reshape(len(batch.image), -1, *anomaly_map.shape[-2:])
-        scores.append(torch.as_tensor(score).reshape(-1))
-        labels.append(batch.gt_label)
-        maps.append(anomaly_map.flatten())
-        mask = interpolate(batch.gt_mask[:, None].float(), size=anomaly_map.shape[-2:], mode="nearest")
-        masks.append(mask.flatten())
-    return {
-        "image_auroc": auroc(torch.cat(scores), torch.cat(labels)),
-        "pixel_auroc": auroc(torch.cat(maps), torch.cat(masks)),
-    }
 
 
 def torch_timing(model: torch.nn.Module, images: np.ndarray) -> dict:

@@ -78,14 +78,12 @@ def _variant(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def measure(root: str, density_search: str, on_disk: bool, category: str = CATEGORY) -> dict:
     """One row in this process: fit, score the test split, peak RSS."""
-    import torch
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
-    from torch.nn.functional import interpolate
 
     from anomalib_pdae import Ldknn
-    from benchmarks.metrics import auroc
+    from benchmarks.metrics import aurocs, torch_run
     from benchmarks.timing import timed
 
     seed_everything(0)
@@ -106,29 +104,20 @@ def measure(root: str, density_search: str, on_disk: bool, category: str = CATEG
         engine = Engine(default_root_dir=tmp, logger=False, enable_progress_bar=False, limit_val_batches=0)
         _, fit_seconds = timed(engine.fit, model, datamodule=datamodule)
     fit_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
-    scores, labels, maps, masks = [], [], [], []
-    model.eval()
-    with torch.no_grad():
-        for batch in datamodule.test_dataloader():
-            out = model(batch.image)
-            scores.append(out.pred_score.reshape(-1))
-            labels.append(batch.gt_label)
-            maps.append(out.anomaly_map.flatten())
-            size = out.anomaly_map.shape[-2:]
-            masks.append(interpolate(batch.gt_mask[:, None].float(), size=size, mode="nearest").flatten())
+    accuracy = aurocs(torch_run(model.eval()), datamodule)
     seconds = model.model.timer.seconds
     return {
         "training images": len(datamodule.train_data),
         "rows": len(datamodule.train_data) * 32 * 32,
         "test images": len(datamodule.test_data),
-        "defective test images": int(torch.cat(labels).sum()),
+        "defective test images": int(datamodule.test_data.samples.label_index.sum()),
         "fit s": round(fit_seconds, 1),
         "coreset s": round(seconds["coreset"], 1),
         "densities s": round(seconds["statistics"], 1),
         "peak RSS MiB (fit)": round(fit_peak),
         "peak RSS MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "image AUROC": round(auroc(torch.cat(scores), torch.cat(labels)), 2),
-        "pixel AUROC": round(auroc(torch.cat(maps), torch.cat(masks)), 2),
+        "image AUROC": round(accuracy["image_auroc"], 2),
+        "pixel AUROC": round(accuracy["pixel_auroc"], 2),
         "load average": round(os.getloadavg()[0], 1),
     }
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 
+import numpy as np
 import torch
+from anomalib.data import AnomalibDataModule
 from anomalib.metrics import AUPRO
 from lightning.pytorch import Callback
+from torch.nn.functional import interpolate
 
 NORMAL_FOLDERS = ("good", "ok")
 
@@ -127,3 +130,34 @@ class ScoreCollector(Callback):
         _, absent, types = self._by_type()
         counts = {folder: types.count(folder) for folder in sorted(set(types))}
         return {"test_folders": counts, "not_applicable": absent}
+
+
+def aurocs(run: Callable[[np.ndarray], tuple], datamodule: AnomalibDataModule) -> dict:
+    """Image and pixel AUROC (percent) of ``run`` (images → scores, maps) on the test split.
+
+    Raw scores; masks resized to the map, nearest.
+    """
+    scores, labels, maps, masks = [], [], [], []
+    for batch in datamodule.test_dataloader():
+        score, anomaly_map = run(batch.image.numpy())
+        anomaly_map = torch.as_tensor(anomaly_map).reshape(len(batch.image), -1, *anomaly_map.shape[-2:])
+        scores.append(torch.as_tensor(score).reshape(-1))
+        labels.append(batch.gt_label)
+        maps.append(anomaly_map.flatten())
+        mask = interpolate(batch.gt_mask[:, None].float(), size=anomaly_map.shape[-2:], mode="nearest")
+        masks.append(mask.flatten())
+    return {
+        "image_auroc": auroc(torch.cat(scores), torch.cat(labels)),
+        "pixel_auroc": auroc(torch.cat(maps), torch.cat(masks)),
+    }
+
+
+def torch_run(model: Callable) -> Callable[[np.ndarray], tuple]:
+    """``images → (scores, maps)`` of a model's ``forward`` without gradients, for :func:`aurocs`."""
+
+    def run(images: np.ndarray) -> tuple:
+        with torch.no_grad():
+            out = model(torch.from_numpy(images))
+        return out.pred_score, out.anomaly_map
+
+    return run
