@@ -28,7 +28,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "approximate_search"
 LAYERS = ("blocks.2", "blocks.4")
 SIZE = 256
 SETTINGS = {"k": 5, "ld_coefficient": 1.0, "embedding_dim": 512, "coreset_ratio": 0.1}
-GRID = {"projection_dim": (32, 64, 128), "candidates": (8, 16, 32, 64)}
+# LDKNN searches one neighbour, so a re-rank of 2 or 4 candidates is valid too.
+GRID = {"projection_dim": (32, 64, 128), "candidates": (2, 4, 8, 16, 32, 64)}
 # Inverted files (faiss IVF-Flat over the bank: k-means cells, exact distances inside them).
 PARTITIONS = {"cells": (256, 1024), "probes": (4, 16, 64)}
 SAMPLE_PATCHES = 8192
@@ -132,7 +133,8 @@ def _evaluate(model: LdknnModel, test: tuple, embeddings: torch.Tensor) -> dict:
 
 def _run_backbone(backbone: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
-    settings = LdknnSettings(backbone=backbone, layers=LAYERS, **SETTINGS)
+    chosen_settings = SETTINGS | {"coreset_ratio": args.coreset_ratio}
+    settings = LdknnSettings(backbone=backbone, layers=LAYERS, **chosen_settings)
     model = LdknnModel(settings, weights=Path(args.weights_dir) / WEIGHTS_FILES[backbone])
     train = _images(args.data_root, "train")[0]
     model.train()
@@ -163,6 +165,7 @@ def _run_backbone(backbone: str, args: argparse.Namespace) -> dict:
             rows[name] = _evaluate(model, test, test_embeddings) | {"uptime": _uptime()}
             print(backbone, name, rows[name], flush=True)
     return {
+        "coreset_ratio": args.coreset_ratio,
         "bank": list(model.memory_bank.shape),
         "fit_seconds": fit_seconds,
         "grid": grid,
@@ -184,24 +187,25 @@ def _write(results: dict, args: argparse.Namespace) -> None:
         "# Approximate against exact neighbour search (LDKNN, KolektorSDD)",
         "",
         f"Command: `python benchmarks/approximate_search.py --min-recall {args.min_recall} "
-        f"--backbones {' '.join(results)}` (data and weights from the shared folder; each backbone "
-        "may run in its own process).",
+        "--backbones NAME ... [--coreset-ratio R]` (data and weights from the shared folder; each "
+        "backbone and bank size may run in its own process).",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, shared with other jobs: each "
         "row gives the load averages (`uptime`) right after its measurement.",
         "",
-        "Setting: layers blocks.2 + blocks.4, 256×256, D = 512, K = 5, gamma = 1, 10% coreset. "
+        "Setting: layers blocks.2 + blocks.4, 256×256, D = 512, K = 5, gamma = 1, the coreset of each "
+        "section. "
         "Times are medians over "
         f"{TIMED_IMAGES} test images at batch 1 after one warm-up; scoring = patch scores + image "
         "score + anomaly map from given embeddings; forward = the whole model. Speed-up = exact / "
         "approximate in the same process.",
     ]
-    for backbone, result in results.items():
+    for key, result in results.items():
         exact = result["rows"]["exact"]
         lines += [
             "",
-            f"## {backbone} (bank {result['bank'][0]} × {result['bank'][1]}, "
-            f"fit {result['fit_seconds']:.0f} s)",
+            f"## {key.split(',')[0]}, {100 * result.get('coreset_ratio', 0.1):g}% coreset (bank "
+            f"{result['bank'][0]} × {result['bank'][1]}, fit {result['fit_seconds']:.0f} s)",
             "",
             "| search | image AUROC | pixel AUROC | scoring ms | scoring speed-up | forward ms "
             "| forward speed-up | load (uptime) |",
@@ -251,6 +255,7 @@ def main() -> None:
     parser.add_argument("--weights-dir", default=str(SHARED / "weights"))
     parser.add_argument("--backbones", nargs="+", default=list(WEIGHTS_FILES))
     parser.add_argument("--min-recall", type=float, default=0.95)
+    parser.add_argument("--coreset-ratio", type=float, default=SETTINGS["coreset_ratio"])
     parser.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     args = parser.parse_args()
     results = {}
@@ -258,7 +263,9 @@ def main() -> None:
         _write(results, args)
         return
     for backbone in args.backbones:
-        results[backbone] = _run_backbone(backbone, args)
+        default_bank = args.coreset_ratio == SETTINGS["coreset_ratio"]
+        key = backbone if default_bank else f"{backbone}, {args.coreset_ratio:g}"
+        results[key] = _run_backbone(backbone, args)
         _write(results, args)
 
 

@@ -3,7 +3,7 @@
 The stand-in training set is KolektorSDD's 250 normal training images plus nine seeded variants of
 each (flipped left-right and up-down with probability 1/2 each, cropped to 85-100% of each side at
 a random offset): 2 500 images, 2.56 million patch embeddings of 512 float32 values (5.2 GB).
-Past 1 GiB, Ldknn's ``EmbeddingStore`` writes every collected row to a temporary file, and the fit
+Past 256 MiB, Ldknn's ``EmbeddingStore`` writes every collected row to a temporary file, and the fit
 reads them back block by block (``models/ldknn/README.md``). Every row is one fresh process (its peak
 RSS is the process's own, ``ru_maxrss``): MobileNetV2 ``blocks.2`` + ``blocks.4`` with real
 ImageNet weights, 256×256, 10% coreset, K = 5, image / pixel AUROC of the torch model on the 149
@@ -36,12 +36,15 @@ from benchmarks.settings import SHARED, WEIGHTS_FILES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CATEGORY = "kolektorsdd"
-# name: (copies of each training image, density search, rows forced to disk)
+# Where the rows go: kept in memory whatever their size, forced to disk, or Ldknn's default
+# (on disk past ``EMBEDDING_MEMORY_BYTES``).
+ROW_BUDGETS = {"memory": None, "disk": 0, "default": "default"}
+# name: (copies of each training image, density search, where the rows go)
 ROWS = {
-    "250 images, in memory, exact densities": (1, "exact", False),
-    "250 images, in memory": (1, "approximate", False),
-    "250 images, on disk": (1, "approximate", True),
-    "2 500 images": (10, "approximate", False),
+    "250 images, in memory, exact densities": (1, "exact", "memory"),
+    "250 images, in memory": (1, "approximate", "memory"),
+    "250 images, on disk": (1, "approximate", "disk"),
+    "2 500 images": (10, "approximate", "default"),
 }
 
 
@@ -76,7 +79,7 @@ def _variant(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return image.crop((left, top, left + crop_width, top + crop_height))
 
 
-def measure(root: str, density_search: str, on_disk: bool, category: str = CATEGORY) -> dict:
+def measure(root: str, density_search: str, rows: str, category: str = CATEGORY) -> dict:
     """One row in this process: fit, score the test split, peak RSS."""
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
@@ -98,8 +101,8 @@ def measure(root: str, density_search: str, on_disk: bool, category: str = CATEG
         evaluator=False,
         visualizer=False,
     )
-    if on_disk:
-        model.embeddings.memory_bytes = 0
+    if ROW_BUDGETS[rows] != "default":
+        model.embeddings.memory_bytes = ROW_BUDGETS[rows]
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(default_root_dir=tmp, logger=False, enable_progress_bar=False, limit_val_batches=0)
         _, fit_seconds = timed(engine.fit, model, datamodule=datamodule)
@@ -136,7 +139,7 @@ def main() -> None:
     results_json = RESULTS / "large_fit.json"
     results = json.loads(results_json.read_text()) if results_json.exists() else {}
     for name in args.only or list(ROWS):
-        copies, density_search, on_disk = ROWS[name]
+        copies, density_search, rows = ROWS[name]
         copies = args.copies if copies > 1 else 1
         with tempfile.TemporaryDirectory() as tmp:
             root = args.data_root
@@ -144,7 +147,7 @@ def main() -> None:
                 print(f"{name}: writing {copies} variants of each training image", flush=True)
                 write_copies(args.data_root, Path(tmp), copies)
                 root = Path(tmp)
-            call = {"root": str(root), "density_search": density_search, "on_disk": on_disk}
+            call = {"root": str(root), "density_search": density_search, "rows": rows}
             command = [sys.executable, "-m", "benchmarks.large_fit", "--measure", json.dumps(call)]
             output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         results[name] = {"density search": density_search, **json.loads(output.strip().splitlines()[-1])}

@@ -33,7 +33,7 @@ def test_copies_are_seeded_variants_with_the_test_split_copied(synthetic_root: P
 
 def test_a_row_on_disk_is_measured(synthetic_root: Path, tmp_path: Path) -> None:
     large_fit.write_copies(synthetic_root, tmp_path, copies=2, category="synthetic")
-    row = large_fit.measure(str(tmp_path), "approximate", on_disk=True, category="synthetic")
+    row = large_fit.measure(str(tmp_path), "approximate", rows="disk", category="synthetic")
     assert row["training images"] == 48
     assert row["defective test images"] > 0  # the copied test split was found
     assert 0 < row["peak RSS MiB (fit)"] <= row["peak RSS MiB"]

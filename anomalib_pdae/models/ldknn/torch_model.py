@@ -24,11 +24,12 @@ from .settings import BANK_SETTINGS, LdknnSettings
 # whole batch (32 images at 256 px: about 0.5 GB, plus a 0.27 GB distance block) would otherwise
 # sit on top of the growing bank or of what the fit left fragmented.
 CHUNK_IMAGES = 8
-# Patch embeddings held in memory while collecting (Ldknn, Reb): about 500 images at 256 px of
-# 512-d float32 rows (KolektorSDD's 250 take half). Beyond, all of them go to a temporary file,
-# and the fit of the larger training set holds the coreset's 128-d projection (a quarter of the
-# rows' size), the memory bank and one block of rows.
-EMBEDDING_MEMORY_BYTES = 2**30
+# Patch embeddings held in memory while collecting (Ldknn, Reb): about 125 images at 256 px of
+# 512-d float32 rows. Beyond, all of them go to a temporary file, and the fit holds the coreset's
+# 128-d projection (a quarter of the rows' size), the memory bank and one block of rows. On
+# KolektorSDD's 250 images (0.5 GB of rows) that lowers the fit's peak RSS from 1.9 to 1.4 GB
+# for about 7% more fit time (benchmarks/results/large_fit.md).
+EMBEDDING_MEMORY_BYTES = 2**28
 # Buffers filled by ``fit``; every one may change size between checkpoints.
 BANK_BUFFERS = ("memory_bank", "local_density", "k_distance", "lrd")
 # Settings the scorer's per-memory-point tables depend on.
