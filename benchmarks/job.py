@@ -24,6 +24,11 @@ def _stage_seconds(model) -> dict[str, float]:
     return {} if timer is None else {f"{stage}_seconds": seconds for stage, seconds in timer.seconds.items()}
 
 
+def _peak_rss_mb() -> float:
+    """The process's peak resident memory so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
 def _test(spec: dict, model, engine, datamodule, collector, variant: dict, costs: dict) -> tuple[dict, float]:
     """Test one variant; its metrics (with speed and costs when asked for) and test seconds."""
     if "scorer" in variant:
@@ -34,8 +39,12 @@ def _test(spec: dict, model, engine, datamodule, collector, variant: dict, costs
     if spec.get("report_speed"):
         metrics["images_per_second"] = len(datamodule.test_data) / seconds
     if spec.get("report_costs"):
-        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
-        metrics |= {"fit_seconds": costs["fit_seconds"], "peak_rss_mb": peak_rss_mb, **costs["stages"]}
+        metrics |= {
+            "fit_seconds": costs["fit_seconds"],
+            "fit_peak_rss_mb": costs["fit_peak_rss_mb"],
+            "peak_rss_mb": _peak_rss_mb(),
+            **costs["stages"],
+        }
     return metrics, seconds
 
 
@@ -57,7 +66,8 @@ def run(spec: dict) -> dict:
         with tempfile.TemporaryDirectory() as root:
             engine = quiet_engine(root, spec["accelerator"], [collector], spec.get("max_epochs"))
             fit_seconds.append(timed(engine.fit, model, datamodule=datamodule)[1])
-            costs = {"fit_seconds": fit_seconds[-1], "stages": _stage_seconds(model)}
+            costs = {"fit_seconds": fit_seconds[-1], "fit_peak_rss_mb": _peak_rss_mb()}
+            costs["stages"] = _stage_seconds(model)
             for variant in spec.get("variants") or [{"method": item.get("method", spec["method"])}]:
                 metrics, seconds = _test(spec, model, engine, datamodule, collector, variant, costs)
                 parameter = variant.get("parameter", item.get("parameter", ""))
