@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from anomalib.data import Batch
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
@@ -18,7 +17,7 @@ from anomalib_pdae.models.components.guards import CheckpointGuard
 from anomalib_pdae.models.components.memory_bank import EmbeddingBankMixin
 
 from .settings import DEFAULTS, LdknnSettings
-from .torch_model import CHUNK_IMAGES, EMBEDDING_MEMORY_BYTES, LdknnModel
+from .torch_model import EMBEDDING_MEMORY_BYTES, LdknnModel
 
 
 class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibModule):
@@ -116,8 +115,8 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibMo
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score a batch, a few images at a time: image scores and anomaly maps."""
         del args, kwargs
-        parts = [self.model(images) for images in batch.image.split(CHUNK_IMAGES)]
-        return batch.update(
-            pred_score=torch.cat([part.pred_score for part in parts]),
-            anomaly_map=torch.cat([part.anomaly_map for part in parts]),
-        )
+        return batch.update(**self.model.score(batch.image)._asdict())
+
+    def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """As :meth:`validation_step` (anomalib's ``test_step`` scores the whole batch at once)."""
+        return self.validation_step(batch, *args, **kwargs)

@@ -357,10 +357,13 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
             self.trainer.should_stop = True
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
-        """Score a batch with LDKNN on the fine-tuned backbone."""
+        """Score a batch with LDKNN on the fine-tuned backbone, a few images at a time."""
         del args, kwargs
-        predictions = self.model(batch.image)
-        return batch.update(**predictions._asdict())
+        return batch.update(**self.model.ldknn.score(batch.image)._asdict())
+
+    def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """As :meth:`validation_step` (anomalib's ``test_step`` scores the whole batch at once)."""
+        return self.validation_step(batch, *args, **kwargs)
 
     def _saliency(self, image: torch.Tensor, path: str | None) -> np.ndarray:
         array = (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
