@@ -242,3 +242,40 @@ def test_anomaly_map_blur_is_scipys_and_loads_a_single_kernel_checkpoint():
     fresh = AnomalyMap(sigma=4.0)
     fresh.load_state_dict({"blur.kernel": torch.rand(1, 1, 33, 33)})
     torch.testing.assert_close(fresh(patches, (64, 48)), got)
+
+
+def test_score_runs_forward_a_few_images_at_a_time(fitted, monkeypatch: pytest.MonkeyPatch):
+    from anomalib_pdae.models.ldknn import torch_model
+
+    batch = images(5, seed=7)
+    whole = fitted(batch)
+    monkeypatch.setattr(torch_model, "CHUNK_IMAGES", 2)
+    sizes = []
+    hook = fitted.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    try:
+        chunked = fitted.score(batch)
+    finally:
+        hook.remove()
+    assert sizes == [2, 2, 1]
+    torch.testing.assert_close(chunked.pred_score, whole.pred_score)
+    torch.testing.assert_close(chunked.anomaly_map, whole.anomaly_map)
+
+
+class _ValidationProbe:
+    """Stands in for a Lightning module: records what ``validation_step`` received."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def validation_step(self, batch, *args, **kwargs):
+        self.calls.append((batch, args))
+        return "scored"
+
+
+@pytest.mark.parametrize("name", ["Ldknn", "Reb"])
+def test_ldknn_and_reb_test_as_they_validate(name: str):
+    import anomalib_pdae
+
+    probe = _ValidationProbe()
+    assert getattr(anomalib_pdae, name).__dict__["test_step"](probe, "batch", 3) == "scored"
+    assert probe.calls == [("batch", (3,))]
