@@ -66,8 +66,11 @@ def run(spec: dict) -> dict:
         with tempfile.TemporaryDirectory() as root:
             engine = quiet_engine(root, spec["accelerator"], [collector], spec.get("max_epochs"))
             fit_seconds.append(timed(engine.fit, model, datamodule=datamodule)[1])
-            costs = {"fit_seconds": fit_seconds[-1], "fit_peak_rss_mb": _peak_rss_mb()}
-            costs["stages"] = _stage_seconds(model)
+            costs = {
+                "fit_seconds": fit_seconds[-1],
+                "fit_peak_rss_mb": _peak_rss_mb(),
+                "stages": _stage_seconds(model),
+            }
             for variant in spec.get("variants") or [{"method": item.get("method", spec["method"])}]:
                 metrics, seconds = _test(spec, model, engine, datamodule, collector, variant, costs)
                 parameter = variant.get("parameter", item.get("parameter", ""))

@@ -36,9 +36,9 @@ from benchmarks.settings import SHARED, WEIGHTS_FILES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CATEGORY = "kolektorsdd"
-# Where the rows go: kept in memory whatever their size, forced to disk, or Ldknn's default
-# (on disk past ``EMBEDDING_MEMORY_BYTES``).
-ROW_BUDGETS = {"memory": None, "disk": 0, "default": "default"}
+# Where the rows go, as an embedding budget: kept in memory whatever their size, or forced to
+# disk. Any other name keeps Ldknn's default (on disk past ``EMBEDDING_MEMORY_BYTES``).
+ROW_BUDGETS = {"memory": None, "disk": 0}
 # name: (copies of each training image, density search, where the rows go)
 ROWS = {
     "250 images, in memory, exact densities": (1, "exact", "memory"),
@@ -101,7 +101,7 @@ def measure(root: str, density_search: str, rows: str, category: str = CATEGORY)
         evaluator=False,
         visualizer=False,
     )
-    if ROW_BUDGETS[rows] != "default":
+    if rows in ROW_BUDGETS:
         model.embeddings.memory_bytes = ROW_BUDGETS[rows]
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(default_root_dir=tmp, logger=False, enable_progress_bar=False, limit_val_batches=0)
