@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -37,7 +38,7 @@ TIMED_IMAGES = 12
 BATCH = 8
 
 
-def _images(data_root: str, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def images(data_root: str, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images resized to 256×256, image labels and 256×256 masks of one split."""
     from anomalib.data import MVTecAD
 
@@ -107,49 +108,60 @@ def _partitions(bank: torch.Tensor, patches: torch.Tensor) -> list[dict]:
     return rows
 
 
-def _score(model: LdknnModel, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def score(model: LdknnModel, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image scores and anomaly maps of patch embeddings ``(B, D, H, W)``, a few images at a time."""
     outputs = [
         model.image_outputs(*model.patch_scores(part), (SIZE, SIZE)) for part in embeddings.split(BATCH)
     ]
     return torch.cat([o.pred_score for o in outputs]), torch.cat([o.anomaly_map for o in outputs])
 
 
-def _median_ms(function, items: torch.Tensor) -> float:
-    function(items[:1])  # warm-up
+def median_ms(function: Callable[[torch.Tensor], object], items: torch.Tensor) -> float:
+    """Median milliseconds of ``function`` on each item alone (a batch of 1), after one warm-up."""
+    function(items[:1])
     return 1000 * statistics.median(timed(function, item[None])[1] for item in items)
 
 
 def _evaluate(model: LdknnModel, test: tuple, embeddings: torch.Tensor) -> dict:
-    images, labels, masks = test
-    scores, maps = _score(model, embeddings)
-    timed = embeddings[:TIMED_IMAGES]
+    test_images, labels, masks = test
+    scores, maps = score(model, embeddings)
+    timed_embeddings = embeddings[:TIMED_IMAGES]
     return {
         "image_auroc": auroc(scores, labels),
         "pixel_auroc": auroc(maps, masks > 0.5),
-        "scoring_ms": _median_ms(lambda e: _score(model, e), timed),
-        "forward_ms": _median_ms(model, images[:TIMED_IMAGES]),
+        "scoring_ms": median_ms(lambda e: score(model, e), timed_embeddings),
+        "forward_ms": median_ms(model, test_images[:TIMED_IMAGES]),
     }
 
 
-def _run_backbone(backbone: str, args: argparse.Namespace) -> dict:
+def fitted(
+    backbone: str, data_root: str, weights_dir: str, coreset_ratio: float = SETTINGS["coreset_ratio"]
+) -> tuple[LdknnModel, torch.Tensor, float]:
+    """Ldknn fitted on KolektorSDD's training images (seed 0), in eval mode.
+
+    Returns the model, a seeded sample of :data:`SAMPLE_PATCHES` training patch embeddings and
+    the fit's seconds.
+    """
     torch.manual_seed(0)
-    chosen_settings = SETTINGS | {"coreset_ratio": args.coreset_ratio}
-    settings = LdknnSettings(backbone=backbone, layers=LAYERS, **chosen_settings)
-    model = LdknnModel(settings, weights=Path(args.weights_dir) / WEIGHTS_FILES[backbone])
-    train = _images(args.data_root, "train")[0]
+    settings = LdknnSettings(backbone=backbone, layers=LAYERS, **SETTINGS | {"coreset_ratio": coreset_ratio})
+    model = LdknnModel(settings, weights=Path(weights_dir) / WEIGHTS_FILES[backbone])
+    train = images(data_root, "train")[0]
     model.train()
     with torch.no_grad():
         embeddings = torch.cat([model(part) for part in train.split(BATCH)])
     fit_seconds = timed(model.fit, embeddings, progress=False)[1]
     model.eval()
-    sample = embeddings[torch.randperm(len(embeddings))[:SAMPLE_PATCHES]]
-    del embeddings
+    return model, embeddings[torch.randperm(len(embeddings))[:SAMPLE_PATCHES]], fit_seconds
+
+
+def _run_backbone(backbone: str, args: argparse.Namespace) -> dict:
+    model, sample, fit_seconds = fitted(backbone, args.data_root, args.weights_dir, args.coreset_ratio)
     with torch.no_grad():
         grid = _grid(model, sample)
         partitions = _partitions(model.memory_bank, sample)
         good = [row for row in grid if row["recall"] >= args.min_recall] or grid
         chosen = max(good, key=lambda row: row["speed_up"])
-        test = _images(args.data_root, "test")
+        test = images(args.data_root, "test")
         test_embeddings = torch.cat([model.embed(part) for part in test[0].split(BATCH)])
         default = {"projection_dim": DEFAULTS.projection_dim, "candidates": DEFAULTS.candidates}
         chosen = {name: chosen[name] for name in default}

@@ -173,11 +173,28 @@ class NeighbourSearch(DynamicBufferMixin, nn.Module):
         if self.mode == "exact":
             return nearest_neighbours(queries, bank, k=k)
         _, candidates = nearest_neighbours(queries @ self.projection, self.projected_bank, k=self.candidates)
-        rows = bank[candidates]  # (N, C, D)
-        products = torch.bmm(rows, queries.unsqueeze(2)).squeeze(2)
-        distances = squared_norms(bank)[candidates] - 2 * products + squared_norms(queries)[:, None]
-        distances, order = distances.topk(k, dim=1, largest=False)
-        return distances.clamp_min(0), candidates.gather(1, order)
+        return reranked(queries, bank, candidates, k)
+
+
+def reranked(
+    queries: torch.Tensor, bank: torch.Tensor, candidates: torch.Tensor, k: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest of each query's candidate rows ``(N, C)`` of ``bank``, by exact distance.
+
+    Squared distances and bank indices ``(N, k)``, ascending; a gather and a batched matmul, so
+    it exports.
+
+    Example:
+        >>> bank = torch.tensor([[0.0, 0.0], [3.0, 4.0], [3.0, 0.0]])
+        >>> distances, indices = reranked(torch.tensor([[3.0, 3.0]]), bank, torch.tensor([[0, 2]]))
+        >>> round(distances.item(), 4), indices.tolist()
+        (9.0, [[2]])
+    """
+    rows = bank[candidates]  # (N, C, D)
+    products = torch.bmm(rows, queries.unsqueeze(2)).squeeze(2)
+    distances = squared_norms(bank)[candidates] - 2 * products + squared_norms(queries)[:, None]
+    distances, order = distances.topk(k, dim=1, largest=False)
+    return distances.clamp_min(0), candidates.gather(1, order)
 
 
 def principal_axes(rows: torch.Tensor, width: int) -> torch.Tensor:
