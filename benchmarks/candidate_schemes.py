@@ -182,7 +182,7 @@ def write(result: dict, backbone: str) -> None:
         "",
         f"Command: `python benchmarks/candidate_schemes.py --backbone {backbone}`. Machine: "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads. Load average after the run: {result['load']}.",
+        f"{torch.get_num_threads()} threads. Load average after the run: {result['load']:.2f}.",
         "",
         f"Bank: {backbone}, layers blocks.2 + blocks.4, 256×256, 10% coreset ({result['bank'][0]} × "
         f"{result['bank'][1]}), K = 5, gamma = 1; both schemes re-rank their candidates by exact "
