@@ -38,7 +38,7 @@ class Gde(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibModu
     Example:
         >>> from anomalib.data import MVTecAD
         >>> from anomalib.engine import Engine
-        >>> model = Gde("resnet18", "layer4")
+        >>> model = Gde("resnet18", "layer4")  # doctest: +SKIP
         >>> Engine().fit(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
     """
 

@@ -69,7 +69,7 @@ class Ldknn(PluginDefaultsMixin, CheckpointGuard, EmbeddingBankMixin, AnomalibMo
     Example:
         >>> from anomalib.data import MVTecAD
         >>> from anomalib.engine import Engine
-        >>> model = Ldknn(backbone="resnet18", layers=["layer2", "layer3"], k=5)
+        >>> model = Ldknn(backbone="resnet18", layers=["layer2", "layer3"], k=5)  # doctest: +SKIP
         >>> engine = Engine()
         >>> engine.fit(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
         >>> engine.test(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP

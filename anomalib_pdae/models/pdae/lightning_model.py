@@ -69,7 +69,7 @@ class Pdae(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
     Example:
         >>> from anomalib.data import MVTecAD
         >>> from anomalib.engine import Engine
-        >>> model = Pdae()
+        >>> model = Pdae()  # doctest: +SKIP
         >>> engine = Engine(max_epochs=250)
         >>> engine.fit(model, datamodule=MVTecAD(category="bottle", train_batch_size=4))  # doctest: +SKIP
     """

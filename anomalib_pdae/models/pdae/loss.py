@@ -24,7 +24,7 @@ class PdaeLoss(nn.Module):
     Example:
         >>> loss = PdaeLoss(beta=10.0)
         >>> features = torch.rand(2, 64, 16, 16)
-        >>> bool(loss(features, features) < 1e-6)
+        >>> bool(loss(features, features) < 1e-4)  # zero, up to float32 rounding
         True
     """
 

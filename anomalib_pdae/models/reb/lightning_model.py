@@ -117,7 +117,7 @@ class Reb(PluginDefaultsMixin, CheckpointGuard, AnomalibModule):
     Example:
         >>> from anomalib.data import MVTecAD
         >>> from anomalib.engine import Engine
-        >>> model = Reb(backbone="resnet18", num_updates=300)
+        >>> model = Reb(backbone="resnet18", num_updates=300)  # doctest: +SKIP
         >>> Engine(max_epochs=-1).fit(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
     """
 
