@@ -118,9 +118,11 @@ class SpatialParentSearch(nn.Module):
         return reranked(queries, bank, candidates, k)
 
 
-def chunked(search: nn.Module, queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
-    """Nearest bank row of every query, searched :data:`QUERY_CHUNK` queries at a time."""
-    return torch.cat([search(part, bank, k=1)[1][:, 0] for part in queries.split(QUERY_CHUNK)])
+def chunked(
+    search: nn.Module, queries: torch.Tensor, bank: torch.Tensor, size: int = QUERY_CHUNK
+) -> torch.Tensor:
+    """Nearest bank row of every query, searched ``size`` queries at a time."""
+    return torch.cat([search(part, bank, k=1)[1][:, 0] for part in queries.split(size)])
 
 
 def measure_centre_lists(bank: torch.Tensor, patches: torch.Tensor) -> list[dict]:
@@ -148,19 +150,21 @@ def measure_spatial_parents(model: nn.Module, test: tuple, embeddings: torch.Ten
     """Exact search and each spatial-parent setting on the test split: recall, AUROC, scoring time."""
     _, labels, masks = test
     grid = tuple(embeddings.shape[-2:])
+    image_patches = grid[0] * grid[1]  # spatial parents search whole images
     queries = embeddings[:RECALL_IMAGES].permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1])
-    exact_index = chunked(nearest_neighbours, queries, model.memory_bank)
+    exact_index = chunked(nearest_neighbours, queries, model.memory_bank, image_patches)
     searches = {"exact": model.search}
     for pool, candidates, window in SPATIAL_PARENTS:
         name = f"pool {pool}, {candidates} candidates, window {window}"
         searches[name] = SpatialParentSearch(pool, candidates, window, grid)
+    timed_embeddings = embeddings[: approximate_search.TIMED_IMAGES]
     rows = {}
     for name, search in searches.items():
         model.search = search
         scores, maps = approximate_search.score(model, embeddings)
-        timed_embeddings = embeddings[: approximate_search.TIMED_IMAGES]
+        found = chunked(search, queries, model.memory_bank, image_patches)
         rows[name] = {
-            "recall": (chunked(search, queries, model.memory_bank) == exact_index).float().mean().item(),
+            "recall": (found == exact_index).float().mean().item(),
             "image_auroc": auroc(scores, labels),
             "pixel_auroc": auroc(maps, masks > 0.5),
             "scoring_ms": approximate_search.median_ms(
